@@ -1,0 +1,93 @@
+/**
+ * The engine's public contract: what the chat core and the CLI may rely on. The implementation is
+ * `Blip2Engine` (engine.ts); keep this file free of onnxruntime and sharp types.
+ */
+
+export type Task = 'caption' | 'question';
+
+export interface GenerationOptions {
+  numBeams?: number;
+  maxNewTokens?: number;
+  minNewTokens?: number;
+  /** HF semantics: a finished beam scores sum(logprobs) / length ** lengthPenalty. */
+  lengthPenalty?: number;
+  /** true: stop when num_beams hypotheses are done; false: HF's heuristic; 'never': the canonical test. */
+  earlyStopping?: boolean | 'never';
+  doSample?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  repetitionPenalty?: number;
+  noRepeatNgramSize?: number;
+  /** Keep generating past `</s>` (benchmarks use it for fixed-length runs). */
+  ignoreEos?: boolean;
+}
+
+/** One earlier exchange about the same image, oldest first. */
+export interface Turn {
+  question: string;
+  answer: string;
+}
+
+export interface GenerateRequest {
+  /** An image key from `encodeImage`, or raw image bytes (encoded on the way), or omitted for text only. */
+  image?: string | Uint8Array;
+  /** Default task when neither `prompt`, `question` nor `inputIds` is given: 'caption'. */
+  task?: Task;
+  /** Free-form prompt (caption prefix such as "a photo of"); used verbatim. */
+  prompt?: string;
+  /** A question, formatted LAVIS-style with `history`. */
+  question?: string;
+  history?: Turn[];
+  /** Full prompt ids (`</s>` included), bypassing prompt formatting and the tokenizer. */
+  inputIds?: number[];
+  options?: GenerationOptions;
+  signal?: AbortSignal;
+  /** Per-request limit, queue wait included. */
+  timeoutMs?: number;
+  /** Streaming: called after each generated token of the best (greedy/sampled) sequence. */
+  onToken?: (token: { id: number; textSoFar: string }) => void;
+  /** Called while the request waits: 1 = next to run. */
+  onQueuePosition?: (position: number) => void;
+}
+
+export interface Timings {
+  queueMs: number;
+  preprocessMs: number;
+  visionMs: number;
+  qformerMs: number;
+  encoderMs: number;
+  decodeMs: number;
+  decodeSteps: number;
+  totalMs: number;
+}
+
+export interface GenerateResult {
+  text: string;
+  /** Generated ids after the decoder start token, `</s>` included when produced (as HF returns them). */
+  ids: number[];
+  timings: Timings;
+  /** True when the image's query embeddings came from the cache (no vision / Q-Former run). */
+  imageCached: boolean;
+  /** How many of the oldest history turns were dropped to fit the encoder budget. */
+  droppedTurns: number;
+  /** True on the seeded demo model: the text is meaningless. */
+  demo: boolean;
+}
+
+export interface EncodeImageResult {
+  key: string;
+  cached: boolean;
+}
+
+/** What the chat core needs from an engine. */
+export interface ImageQuestionEngine {
+  readonly demo: boolean;
+  readonly modelId: string;
+  encodeImage(bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<string>;
+  generate(request: GenerateRequest): Promise<GenerateResult>;
+  /** Requests waiting, not counting the running one. */
+  readonly queueLength: number;
+  close(): Promise<void>;
+}

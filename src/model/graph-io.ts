@@ -1,0 +1,102 @@
+/**
+ * The one description of the converted graphs' files, inputs and outputs. The converter builds exactly these
+ * names and the engine feeds exactly these, so a change here changes both sides at once.
+ *
+ * Symbolic dims: B batch (beams), S image tokens, Q query tokens (may be 0), L prompt tokens, E = Q + L encoder
+ * positions, P past decoder positions, T new decoder positions (1 per step).
+ */
+
+export const MODEL_FORMAT = 'blip2-bot-onnx';
+export const MODEL_FORMAT_VERSION = 1;
+export const MANIFEST_FILE = 'manifest.json';
+
+export const GRAPH_FILES = {
+  vision: 'vision_encoder.onnx',
+  qformer: 'qformer.onnx',
+  encoder: 't5_encoder.onnx',
+  crossKv: 't5_cross_kv.onnx',
+  decoder: 't5_decoder.onnx',
+} as const;
+
+export type GraphName = keyof typeof GRAPH_FILES;
+
+export const VISION_IO = {
+  /** float32 [B, 3, H, W], normalised as preprocessor_config.json says. */
+  pixelValues: 'pixel_values',
+  /** float32 [B, S, Dv]: HF `vision_model(...).last_hidden_state` (post-layernorm). */
+  imageEmbeds: 'image_embeds',
+} as const;
+
+export const QFORMER_IO = {
+  /** float32 [B, S, Dv] */
+  imageEmbeds: 'image_embeds',
+  /** float32 [B, Q, Hq]: HF `qformer(...).last_hidden_state`. */
+  qformerOutput: 'qformer_output',
+  /** float32 [B, Q, d_model]: `language_projection(qformer_output)`, the T5-space query embeddings. */
+  queryEmbeds: 'query_embeds',
+} as const;
+
+export const ENCODER_IO = {
+  /** float32 [B, Q, d_model]; Q may be 0 for a text-only prompt. */
+  queryEmbeds: 'query_embeds',
+  /** int64 [B, L]: prompt ids, `</s>` included; embedded inside the graph. */
+  inputIds: 'input_ids',
+  /** int64 [B, E]: 1 = attend, over query positions then prompt positions. */
+  attentionMask: 'attention_mask',
+  /** float32 [B, E, d_model]: after final_layer_norm. */
+  hiddenStates: 'encoder_hidden_states',
+} as const;
+
+/** Cross-attention keys/values, computed once per request from the encoder output. */
+export const CROSS_KV_IO = {
+  /** float32 [B, E, d_model] */
+  hiddenStates: 'encoder_hidden_states',
+  /** float32 [B, heads, E, d_kv] per decoder layer. */
+  key: (layer: number) => `cross.${layer}.key`,
+  value: (layer: number) => `cross.${layer}.value`,
+} as const;
+
+export const DECODER_IO = {
+  /** int64 [B, T] */
+  inputIds: 'decoder_input_ids',
+  /** int64 [B, E]: the encoder's attention mask. */
+  encoderAttentionMask: 'encoder_attention_mask',
+  /** float32 [B, heads, P, d_kv] per layer; P = 0 on the first step. */
+  pastKey: (layer: number) => `past.${layer}.key`,
+  pastValue: (layer: number) => `past.${layer}.value`,
+  /** float32 [B, heads, E, d_kv] per layer, from the cross-KV graph. */
+  crossKey: (layer: number) => `cross.${layer}.key`,
+  crossValue: (layer: number) => `cross.${layer}.value`,
+  /** float32 [B, T, vocab] */
+  logits: 'logits',
+  /** float32 [B, heads, P + T, d_kv] per layer: feed back as past on the next step. */
+  presentKey: (layer: number) => `present.${layer}.key`,
+  presentValue: (layer: number) => `present.${layer}.value`,
+} as const;
+
+export type WeightDtype = 'fp32' | 'int8' | 'int4';
+
+/** What `convert` writes last into a model dir; its presence with `complete: true` marks a finished model. */
+export interface ModelManifest {
+  format: typeof MODEL_FORMAT;
+  formatVersion: number;
+  complete: true;
+  createdAt: string;
+  converterVersion: string;
+  /** Stable id of this converted model, part of the image-cache key. */
+  modelId: string;
+  dtype: WeightDtype;
+  quantization?: { blockSize: number; accuracyLevel: number };
+  /** True for the seeded random demo model: its answers are meaningless. */
+  demo: boolean;
+  source: {
+    dir: string;
+    /** sha256 over the source config.json and the safetensors headers and sizes. */
+    checksum: string;
+    config: unknown;
+  };
+  graphs: Record<GraphName, { file: string; dataFile?: string; bytes: number }>;
+  tokenizerFiles: string[];
+  preprocessorConfig?: unknown;
+  stats: { tensors: number; parameters: number; bytesWritten: number; seconds: number };
+}
