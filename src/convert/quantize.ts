@@ -1,0 +1,79 @@
+/**
+ * Block-wise symmetric weight quantisation in the layout of onnxruntime's `MatMulNBits` (com.microsoft):
+ * B is [N, blocks, blockSize·bits/8] uint8 with codes packed low bits first along K, scales are [N·blocks]
+ * float32, and the zero point is the op's default (8 for 4 bits, 128 for 8 bits), so none is stored.
+ */
+
+export type QuantBits = 4 | 8;
+
+export interface QuantizedWeight {
+  /** [N, blocks, blobSize] */
+  packed: Uint8Array;
+  /** [N * blocks] */
+  scales: Float32Array;
+  n: number;
+  k: number;
+  blocks: number;
+  blobSize: number;
+}
+
+/** Quantises a Linear weight stored as HF does, [N = out, K = in] row-major. */
+export function quantizeBlockwise(weight: Float32Array, n: number, k: number, bits: QuantBits, blockSize: number): QuantizedWeight {
+  if (blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
+    throw new Error(`quantisation block size must be a power of two ≥ 16, got ${blockSize}`);
+  }
+  if (weight.length !== n * k) throw new Error(`weight has ${weight.length} values, expected ${n}×${k}`);
+  const blocks = Math.ceil(k / blockSize);
+  const blobSize = (blockSize * bits) / 8;
+  const packed = new Uint8Array(n * blocks * blobSize);
+  const scales = new Float32Array(n * blocks);
+  const zeroPoint = bits === 4 ? 8 : 128;
+  const qmax = bits === 4 ? 7 : 127;
+  const codeMax = bits === 4 ? 15 : 255;
+  const codes = new Uint8Array(blockSize);
+
+  for (let row = 0; row < n; row++) {
+    const rowBase = row * k;
+    for (let b = 0; b < blocks; b++) {
+      const start = b * blockSize;
+      const end = Math.min(start + blockSize, k);
+      let absMax = 0;
+      for (let i = start; i < end; i++) absMax = Math.max(absMax, Math.abs(weight[rowBase + i]!));
+      const scale = absMax / qmax;
+      scales[row * blocks + b] = scale;
+      const inv = scale === 0 ? 0 : 1 / scale;
+      // Padding past K quantises to the zero point, i.e. a weight of exactly 0.
+      codes.fill(zeroPoint);
+      for (let i = start; i < end; i++) {
+        const q = Math.round(weight[rowBase + i]! * inv) + zeroPoint;
+        codes[i - start] = q < 0 ? 0 : q > codeMax ? codeMax : q;
+      }
+      const blobBase = (row * blocks + b) * blobSize;
+      if (bits === 8) {
+        packed.set(codes, blobBase);
+      } else {
+        for (let j = 0; j < blobSize; j++) packed[blobBase + j] = codes[2 * j]! | (codes[2 * j + 1]! << 4);
+      }
+    }
+  }
+  return { packed, scales, n, k, blocks, blobSize };
+}
+
+/** Reconstructs the float weight [N, K] a quantised one stands for (tests and error reports). */
+export function dequantizeBlockwise(q: QuantizedWeight, bits: QuantBits, blockSize: number): Float32Array {
+  const out = new Float32Array(q.n * q.k);
+  const zeroPoint = bits === 4 ? 8 : 128;
+  for (let row = 0; row < q.n; row++) {
+    for (let i = 0; i < q.k; i++) {
+      const b = Math.floor(i / blockSize);
+      const within = i % blockSize;
+      const blobBase = (row * q.blocks + b) * q.blobSize;
+      const code =
+        bits === 8
+          ? q.packed[blobBase + within]!
+          : (q.packed[blobBase + (within >> 1)]! >> ((within & 1) * 4)) & 0xf;
+      out[row * q.k + i] = (code - zeroPoint) * q.scales[row * q.blocks + b]!;
+    }
+  }
+  return out;
+}
