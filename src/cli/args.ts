@@ -1,0 +1,44 @@
+/** Small helpers over node:util parseArgs with errors a person can act on. */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+export function parse<O extends Options>(argv: string[], options: O, usage: string) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values;
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${usage}`);
+  }
+}
+
+export function requireString(value: unknown, flag: string, usage: string): string {
+  if (typeof value !== 'string' || value.length === 0) throw new UsageError(`missing ${flag}\n\n${usage}`);
+  return value;
+}
+
+export function optionalInt(value: unknown, flag: string, min = 0): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} must be an integer ≥ ${min}, got "${String(value)}"`);
+  return n;
+}
+
+export function optionalNumber(value: unknown, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got "${String(value)}"`);
+  return n;
+}
+
+/** "1,2,3" → [1, 2, 3] */
+export function parseIds(value: string, flag: string): number[] {
+  const ids = value.split(',').map((s) => s.trim());
+  if (ids.length === 0 || ids.some((s) => !/^\d+$/.test(s))) {
+    throw new UsageError(`${flag} takes comma-separated token ids, e.g. ${flag} 11860,10,1`);
+  }
+  return ids.map(Number);
+}

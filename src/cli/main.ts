@@ -1,0 +1,79 @@
+/**
+ * `blip2-bot <command>`: one entry point for converting, inspecting, asking, chatting and running the bot.
+ * Each command lives in its own module and is loaded only when used.
+ */
+import { UsageError } from './args.js';
+
+const USAGE = `blip2-bot: talk about pictures with BLIP-2 on Discord, Slack or the terminal
+
+Usage: blip2-bot <command> [options]     (blip2-bot <command> --help for details)
+
+  start      run the bot: every adapter whose credentials are set (Discord, Slack), else the terminal chat
+  ask        answer one question (or caption) about an image
+  chat       an interactive terminal conversation about one image
+  convert    convert a Hugging Face BLIP-2 FlanT5 checkpoint to ONNX (fp32, int8, int4)
+  inspect    run the graphs once and dump every intermediate tensor (parity checks)
+  models     demo: write the tiny random demo model; synth: write a random full-size checkpoint`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  convert: async () => (await import('./commands/convert.js')).convertCommand,
+  inspect: async () => (await import('./commands/inspect.js')).inspectCommand,
+  ask: async () => (await import('./commands/ask.js')).askCommand,
+  chat: async () => (await import('./commands/chat.js')).chatCommand,
+  models: async () => (await import('./commands/models.js')).modelsCommand,
+  start: async () => (await import('./commands/start.js')).startCommand,
+};
+
+/** Errors we raise on purpose carry a message meant for the person at the terminal; no stack trace. */
+const EXPECTED_ERRORS = new Set([
+  'UsageError',
+  'ConvertError',
+  'ConfigError',
+  'CheckpointError',
+  'NoCheckpointError',
+  'MissingTensorError',
+  'ShapeMismatchError',
+  'UnsupportedDtypeError',
+  'TruncatedFileError',
+  'InvalidHeaderError',
+  'ModelLoadError',
+  'ImageError',
+  'InputError',
+  'TokenizerError',
+  'SyntheticCheckpointError',
+  'InsufficientSpaceError',
+]);
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(USAGE);
+    return name ? 0 : 2;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    console.error(`blip2-bot: unknown command "${name}"\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await (await load())(rest);
+  } catch (e) {
+    const err = e as Error;
+    if (err instanceof UsageError) {
+      console.error(`blip2-bot ${name}: ${err.message}`);
+      return 2;
+    }
+    if (EXPECTED_ERRORS.has(err.name)) {
+      const detail = (err as { userMessage?: string }).userMessage ?? err.message;
+      console.error(`blip2-bot ${name}: ${detail}`);
+      return 1;
+    }
+    console.error(`blip2-bot ${name}: unexpected error`);
+    console.error(err.stack ?? String(err));
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,247 @@
+/**
+ * The converted model's steps as small named methods over onnxruntime sessions: pixels → image embeddings →
+ * query embeddings → encoder states → cross K/V → decoder steps. No queue, cache or prompt logic here.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { readManifest } from '../convert/convert.js';
+import { type Blip2Config, resolveBlip2Config } from '../model/config.js';
+import {
+  CROSS_KV_IO,
+  DECODER_IO,
+  ENCODER_IO,
+  GRAPH_FILES,
+  type GraphName,
+  MANIFEST_FILE,
+  type ModelManifest,
+  QFORMER_IO,
+  VISION_IO,
+} from '../model/graph-io.js';
+import type { DecoderStepper } from './generation/types.js';
+
+export interface FloatTensor {
+  data: Float32Array;
+  dims: number[];
+}
+
+export interface ModelLoadOptions {
+  /** onnxruntime intra-op threads; default: every core. */
+  threads?: number;
+  /** Write onnxruntime profiles (JSON) next to the process, for `bench --profile`. */
+  profile?: boolean;
+}
+
+export class ModelLoadError extends Error {
+  override name = 'ModelLoadError';
+}
+
+function floatTensor(t: FloatTensor): ort.Tensor {
+  return new ort.Tensor('float32', t.data, t.dims);
+}
+
+function int64Tensor(values: readonly number[], dims: number[]): ort.Tensor {
+  return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
+}
+
+function toFloat(value: ort.Tensor | undefined, name: string): FloatTensor {
+  if (!value) throw new Error(`graph output ${name} missing`);
+  return { data: value.data as Float32Array, dims: [...value.dims] };
+}
+
+/** Cross-attention K/V of every decoder layer plus the encoder mask, computed once per request. */
+export interface EncoderState {
+  hidden: FloatTensor;
+  mask: number[];
+  cross: ort.Tensor[];
+}
+
+export class Blip2Model {
+  /** Session runs per graph since load; tests use them to prove the cache skips vision and Q-Former. */
+  readonly runs: Record<GraphName, number> = { vision: 0, qformer: 0, encoder: 0, crossKv: 0, decoder: 0 };
+
+  private constructor(
+    readonly dir: string,
+    readonly manifest: ModelManifest,
+    readonly config: Blip2Config,
+    private readonly sessions: Record<GraphName, ort.InferenceSession>,
+  ) {}
+
+  static async load(dir: string, options: ModelLoadOptions = {}): Promise<Blip2Model> {
+    const manifest = await readManifest(dir);
+    if (!manifest) {
+      throw new ModelLoadError(
+        `${dir} does not hold a converted blip2-bot model (no complete ${MANIFEST_FILE}); run \`blip2-bot convert --from <hf-dir> --out ${dir}\` or \`blip2-bot models demo\``,
+      );
+    }
+    const config = resolveBlip2Config(manifest.source.config);
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      executionMode: 'sequential',
+      ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+      ...(options.profile ? { enableProfiling: true } : {}),
+    };
+    const sessions = {} as Record<GraphName, ort.InferenceSession>;
+    for (const name of Object.keys(GRAPH_FILES) as GraphName[]) {
+      const file = join(dir, manifest.graphs[name]?.file ?? GRAPH_FILES[name]);
+      try {
+        sessions[name] = await ort.InferenceSession.create(file, sessionOptions);
+      } catch (e) {
+        throw new ModelLoadError(`cannot load ${file}: ${(e as Error).message}`);
+      }
+    }
+    return new Blip2Model(dir, manifest, config, sessions);
+  }
+
+  get modelId(): string {
+    return this.manifest.modelId;
+  }
+
+  get demo(): boolean {
+    return this.manifest.demo;
+  }
+
+  /** The model's preprocessor_config.json as converted (undefined: BLIP-2 defaults). */
+  async preprocessorConfig(): Promise<unknown> {
+    if (this.manifest.preprocessorConfig) return this.manifest.preprocessorConfig;
+    try {
+      return JSON.parse(await readFile(join(this.dir, 'preprocessor_config.json'), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async run(name: GraphName, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
+    this.runs[name]++;
+    return this.sessions[name].run(feeds);
+  }
+
+  /** pixel_values [1,3,H,W] → HF `vision_model(...).last_hidden_state`. */
+  async visionEncode(pixels: FloatTensor): Promise<FloatTensor> {
+    const out = await this.run('vision', { [VISION_IO.pixelValues]: floatTensor(pixels) });
+    return toFloat(out[VISION_IO.imageEmbeds], VISION_IO.imageEmbeds);
+  }
+
+  /** image embeddings → Q-Former output and its projection into T5 space. */
+  async queryEncode(imageEmbeds: FloatTensor): Promise<{ qformerOutput: FloatTensor; queryEmbeds: FloatTensor }> {
+    const out = await this.run('qformer', { [QFORMER_IO.imageEmbeds]: floatTensor(imageEmbeds) });
+    return {
+      qformerOutput: toFloat(out[QFORMER_IO.qformerOutput], QFORMER_IO.qformerOutput),
+      queryEmbeds: toFloat(out[QFORMER_IO.queryEmbeds], QFORMER_IO.queryEmbeds),
+    };
+  }
+
+  /** Runs the T5 encoder over [query embeddings; prompt] and computes the decoder's cross K/V once. */
+  async encode(queryEmbeds: FloatTensor | undefined, inputIds: readonly number[]): Promise<EncoderState> {
+    const d = this.config.text.dModel;
+    const query = queryEmbeds ?? { data: new Float32Array(0), dims: [1, 0, d] };
+    const total = (query.dims[1] ?? 0) + inputIds.length;
+    const mask = new Array<number>(total).fill(1);
+    const out = await this.run('encoder', {
+      [ENCODER_IO.queryEmbeds]: floatTensor(query),
+      [ENCODER_IO.inputIds]: int64Tensor(inputIds, [1, inputIds.length]),
+      [ENCODER_IO.attentionMask]: int64Tensor(mask, [1, total]),
+    });
+    const hidden = toFloat(out[ENCODER_IO.hiddenStates], ENCODER_IO.hiddenStates);
+    const kv = await this.run('crossKv', { [CROSS_KV_IO.hiddenStates]: floatTensor(hidden) });
+    const cross: ort.Tensor[] = [];
+    for (let i = 0; i < this.config.text.numDecoderLayers; i++) {
+      cross.push(kv[CROSS_KV_IO.key(i)]!, kv[CROSS_KV_IO.value(i)]!);
+    }
+    return { hidden, mask, cross };
+  }
+
+  /** A decoder with its own KV cache for one request. */
+  decoder(state: EncoderState): DecoderStepper {
+    return new OrtDecoderStepper(this, state);
+  }
+
+  /** @internal used by the stepper */
+  runDecoder(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
+    return this.run('decoder', feeds);
+  }
+
+  async release(): Promise<void> {
+    for (const s of Object.values(this.sessions)) await s.release();
+  }
+}
+
+/** Copies rows of a [B, ...] tensor: new row i = old row rows[i]. */
+function gatherRows(t: ort.Tensor, rows: readonly number[]): ort.Tensor {
+  const src = t.data as Float32Array;
+  const oldRows = t.dims[0]!;
+  const rowSize = oldRows === 0 ? 0 : src.length / oldRows;
+  const out = new Float32Array(rows.length * rowSize);
+  rows.forEach((r, i) => out.set(src.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize));
+  return new ort.Tensor('float32', out, [rows.length, ...t.dims.slice(1)]);
+}
+
+function isIdentity(rows: readonly number[], count: number): boolean {
+  return rows.length === count && rows.every((r, i) => r === i);
+}
+
+/**
+ * Decoder with a self-attention KV cache. Cross K/V are shared by every row (one image, one prompt), so they are
+ * only tiled when the number of rows changes; past K/V are gathered when beams reorder.
+ */
+class OrtDecoderStepper implements DecoderStepper {
+  readonly vocabSize: number;
+  private rows = 1;
+  private past: ort.Tensor[];
+  private cross: ort.Tensor[];
+  private crossRows = 1;
+  private pendingRows: readonly number[] | undefined;
+  private readonly layers: number;
+
+  constructor(
+    private readonly model: Blip2Model,
+    private readonly state: EncoderState,
+  ) {
+    const t = model.config.text;
+    this.vocabSize = t.vocabSize;
+    this.layers = t.numDecoderLayers;
+    const empty = () => new ort.Tensor('float32', new Float32Array(0), [1, t.numHeads, 0, t.dKv]);
+    this.past = Array.from({ length: 2 * this.layers }, empty);
+    this.cross = state.cross;
+  }
+
+  selectRows(rows: readonly number[]): void {
+    this.pendingRows = rows;
+  }
+
+  private applyRows(): void {
+    const rows = this.pendingRows;
+    this.pendingRows = undefined;
+    if (!rows || isIdentity(rows, this.rows)) return;
+    this.past = this.past.map((t) => gatherRows(t, rows));
+    this.rows = rows.length;
+    if (this.crossRows !== this.rows) {
+      const zeros = new Array<number>(this.rows).fill(0);
+      this.cross = this.state.cross.map((t) => gatherRows(t, zeros));
+      this.crossRows = this.rows;
+    }
+  }
+
+  async step(tokens: readonly number[]): Promise<Float32Array> {
+    this.applyRows();
+    if (tokens.length !== this.rows) throw new Error(`decoder has ${this.rows} rows, got ${tokens.length} tokens`);
+    const E = this.state.mask.length;
+    const mask = new Array<number>(this.rows * E).fill(1);
+    const feeds: Record<string, ort.Tensor> = {
+      [DECODER_IO.inputIds]: int64Tensor(tokens, [this.rows, 1]),
+      [DECODER_IO.encoderAttentionMask]: int64Tensor(mask, [this.rows, E]),
+    };
+    for (let i = 0; i < this.layers; i++) {
+      feeds[DECODER_IO.pastKey(i)] = this.past[2 * i]!;
+      feeds[DECODER_IO.pastValue(i)] = this.past[2 * i + 1]!;
+      feeds[DECODER_IO.crossKey(i)] = this.cross[2 * i]!;
+      feeds[DECODER_IO.crossValue(i)] = this.cross[2 * i + 1]!;
+    }
+    const out = await this.model.runDecoder(feeds);
+    for (let i = 0; i < this.layers; i++) {
+      this.past[2 * i] = out[DECODER_IO.presentKey(i)]!;
+      this.past[2 * i + 1] = out[DECODER_IO.presentValue(i)]!;
+    }
+    return out[DECODER_IO.logits]!.data as Float32Array;
+  }
+}
