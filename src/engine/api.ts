@@ -31,8 +31,11 @@ export interface Turn {
 }
 
 export interface GenerateRequest {
-  /** An image key from `encodeImage`, or raw image bytes (encoded on the way), or omitted for text only. */
-  image?: string | Uint8Array;
+  /**
+   * An image key from `encodeImage`, raw image bytes (encoded and cached on the way), already preprocessed
+   * `pixel_values` [1, 3, H, W] (parity checks; not cached), or omitted for a text-only prompt.
+   */
+  image?: string | Uint8Array | { pixelValues: { data: Float32Array; dims: number[] } };
   /** Default task when neither `prompt`, `question` nor `inputIds` is given: 'caption'. */
   task?: Task;
   /** Free-form prompt (caption prefix such as "a photo of"); used verbatim. */

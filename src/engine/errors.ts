@@ -3,7 +3,8 @@
  * `userMessage` safe to show as it is (no paths, no stack).
  */
 
-export type ImageErrorCode = 'too_large' | 'too_many_pixels' | 'unsupported_type' | 'corrupt' | 'empty';
+/** `expired`: an image key whose cache entry is gone (TTL, eviction); the person has to send the picture again. */
+export type ImageErrorCode = 'too_large' | 'too_many_pixels' | 'unsupported_type' | 'corrupt' | 'empty' | 'expired';
 
 export class ImageError extends Error {
   override name = 'ImageError';

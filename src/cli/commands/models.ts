@@ -1,0 +1,47 @@
+import { readFile } from 'node:fs/promises';
+import { writeSyntheticCheckpoint } from '../../convert/synthetic.js';
+import { DEFAULT_DEMO_DIR, DEMO_NOTICE, ensureDemoModel } from '../../model/demo.js';
+import { optionalInt, parse, requireString, UsageError } from '../args.js';
+import { ProgressBar, withSpinner } from '../progress.js';
+
+export const MODELS_USAGE = `Usage: blip2-bot models demo [--out <dir>] [--force]
+       blip2-bot models synth --config <config.json> --out <hf-dir> [--seed N]
+
+  demo    write the seeded tiny demo model (random weights, converted with the real converter) so every command
+          works on a fresh machine; its answers are meaningless. Default --out: models/demo
+  synth   write a Hugging Face-format checkpoint with seeded random weights of the shapes a config.json implies
+          (e.g. the real Salesforce/blip2-flan-t5-xl config, 15.8 GB), streamed to disk, for benchmarks`;
+
+export async function modelsCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === 'demo') {
+    const v = parse(rest, { out: { type: 'string' }, force: { type: 'boolean' } }, MODELS_USAGE);
+    const dir = await withSpinner('Writing the demo model', () =>
+      ensureDemoModel(v.out ?? DEFAULT_DEMO_DIR, { force: v.force ?? false }),
+    );
+    console.log(`Demo model ready in ${dir}\n${DEMO_NOTICE}`);
+    return 0;
+  }
+  if (sub === 'synth') {
+    const v = parse(rest, { config: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' } }, MODELS_USAGE);
+    const configPath = requireString(v.config, '--config', MODELS_USAGE);
+    const out = requireString(v.out, '--out', MODELS_USAGE);
+    const config = JSON.parse(await readFile(configPath, 'utf8')) as unknown;
+    const bar = new ProgressBar();
+    const r = await writeSyntheticCheckpoint(out, {
+      config,
+      seed: optionalInt(v.seed, '--seed') ?? 0,
+      onProgress: (p) => bar.update(p.bytesWritten / p.totalBytes, `${(p.bytesWritten / 1e9).toFixed(2)} GB`),
+    });
+    bar.done();
+    console.log(
+      `Wrote ${r.dir}: ${r.tensors} tensors, ${r.parameters.toLocaleString('en-US')} parameters, ${(r.bytes / 1e9).toFixed(2)} GB in ${r.seconds.toFixed(1)} s`,
+    );
+    return 0;
+  }
+  if (sub === undefined || sub === '--help' || sub === '-h') {
+    console.log(MODELS_USAGE);
+    return sub ? 0 : 2;
+  }
+  throw new UsageError(`unknown models subcommand "${sub}"\n\n${MODELS_USAGE}`);
+}

@@ -1,0 +1,244 @@
+/**
+ * `Blip2Engine`: image bytes and a question in, an answer out, as HF transformers would compute it. It owns the
+ * model sessions, the tokenizer, the per-image cache of query embeddings and the one-at-a-time inference queue.
+ */
+import type Keyv from 'keyv';
+import { closeKeyv, createKeyv, type StoreOptions } from '../storage/keyv-store.js';
+import type {
+  EncodeImageResult,
+  GenerateRequest,
+  GenerateResult,
+  ImageQuestionEngine,
+  Task,
+  Timings,
+} from './api.js';
+import { ImageError, InputError } from './errors.js';
+import { generateTokens } from './generation/generate.js';
+import { resolveGenerationOptions } from './generation/options.js';
+import { ImageCache } from './image-cache.js';
+import { Blip2Model, type FloatTensor, type ModelLoadOptions } from './model.js';
+import {
+  type PreprocessOptions,
+  type PreprocessorConfig,
+  parsePreprocessorConfig,
+  preprocessCacheTag,
+  preprocessImage,
+} from './preprocess.js';
+import { buildPrompt } from './prompt.js';
+import { InferenceQueue } from './queue.js';
+import { type Blip2Tokenizer, loadTokenizer } from './tokenizer.js';
+
+export interface EngineLogger {
+  info?(message: string): void;
+  warn(message: string): void;
+}
+
+export interface EngineOptions extends ModelLoadOptions {
+  /** Where the image cache lives; default: a SQLite file in `dataDir`. */
+  store?: StoreOptions;
+  /** Default data dir for the SQLite store (default `data`). */
+  dataDir?: string;
+  /** Image cache entries expire after this long; 0 / undefined = never. */
+  cacheTtlMs?: number;
+  /** How many requests may wait behind the running one (default 32). */
+  queueCapacity?: number;
+  /** Default per-request limit, waiting included (default 120 s; 0 = none). */
+  requestTimeoutMs?: number;
+  preprocess?: PreprocessOptions;
+  /** Encoder budget in tokens, query tokens included (default 512, FlanT5's trained length). */
+  encoderBudget?: number;
+  logger?: EngineLogger;
+}
+
+const DEFAULT_QUEUE_CAPACITY = 32;
+const DEFAULT_TIMEOUT_MS = 120_000;
+const DEFAULT_ENCODER_BUDGET = 512;
+
+function since(start: number): number {
+  return performance.now() - start;
+}
+
+function emptyTimings(): Timings {
+  return { queueMs: 0, preprocessMs: 0, visionMs: 0, qformerMs: 0, encoderMs: 0, decodeMs: 0, decodeSteps: 0, totalMs: 0 };
+}
+
+export class Blip2Engine implements ImageQuestionEngine {
+  private readonly queue: InferenceQueue;
+  private readonly cacheTag: string;
+
+  private constructor(
+    readonly model: Blip2Model,
+    readonly tokenizer: Blip2Tokenizer,
+    readonly cache: ImageCache,
+    private readonly cacheStore: Keyv,
+    private readonly preprocessorConfig: PreprocessorConfig,
+    private readonly options: EngineOptions,
+  ) {
+    this.queue = new InferenceQueue({
+      capacity: options.queueCapacity ?? DEFAULT_QUEUE_CAPACITY,
+      defaultTimeoutMs: options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+    });
+    this.cacheTag = preprocessCacheTag(options.preprocess);
+  }
+
+  static async load(modelDir: string, options: EngineOptions = {}): Promise<Blip2Engine> {
+    const model = await Blip2Model.load(modelDir, options);
+    try {
+      const tokenizer = await loadTokenizer(modelDir);
+      const preprocessorConfig = parsePreprocessorConfig(await model.preprocessorConfig());
+      const store: StoreOptions = options.store ?? { kind: 'sqlite', dataDir: options.dataDir ?? 'data' };
+      const keyv = createKeyv(store, 'images', { onError: (e) => options.logger?.warn(`image cache error: ${String(e)}`) });
+      const cache = new ImageCache(keyv, {
+        ...(options.cacheTtlMs ? { ttlMs: options.cacheTtlMs } : {}),
+        ...(options.logger ? { logger: { warn: (m: string) => options.logger!.warn(m) } } : {}),
+      });
+      return new Blip2Engine(model, tokenizer, cache, keyv, preprocessorConfig, options);
+    } catch (e) {
+      await model.release();
+      throw e;
+    }
+  }
+
+  get demo(): boolean {
+    return this.model.demo;
+  }
+
+  get modelId(): string {
+    return this.model.modelId;
+  }
+
+  get queueLength(): number {
+    return this.queue.length;
+  }
+
+  /** The cache key of these image bytes for this model and preprocessing. */
+  imageKey(bytes: Uint8Array): string {
+    return ImageCache.imageKey(bytes, this.modelId, this.cacheTag);
+  }
+
+  /** Preprocess → vision → Q-Former, unless the cache already has the image. Runs inside the queue. */
+  private async queryEmbedsFor(bytes: Uint8Array, timings: Timings): Promise<{ key: string; embeds: FloatTensor; cached: boolean }> {
+    const key = this.imageKey(bytes);
+    const hit = await this.cache.get(key);
+    if (hit) return { key, embeds: hit, cached: true };
+    const t = performance.now();
+    const pixels = await preprocessImage(bytes, this.preprocessorConfig, this.options.preprocess);
+    timings.preprocessMs += since(t);
+    const queryEmbeds = await this.queryEmbedsFromPixels({ data: pixels.data, dims: [...pixels.dims] }, timings);
+    await this.cache.set(key, queryEmbeds);
+    return { key, embeds: queryEmbeds, cached: false };
+  }
+
+  private async queryEmbedsFromPixels(pixels: FloatTensor, timings: Timings): Promise<FloatTensor> {
+    let t = performance.now();
+    const image = await this.model.visionEncode(pixels);
+    timings.visionMs += since(t);
+    t = performance.now();
+    const { queryEmbeds } = await this.model.queryEncode(image);
+    timings.qformerMs += since(t);
+    return queryEmbeds;
+  }
+
+  async encodeImage(bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<string> {
+    return (await this.encodeImageDetailed(bytes, options)).key;
+  }
+
+  async encodeImageDetailed(bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<EncodeImageResult> {
+    const key = this.imageKey(bytes);
+    if (await this.cache.has(key)) return { key, cached: true };
+    const timings = emptyTimings();
+    return this.queue.run(async () => {
+      const r = await this.queryEmbedsFor(bytes, timings);
+      return { key: r.key, cached: r.cached };
+    }, options.signal ? { signal: options.signal } : {});
+  }
+
+  private promptIds(request: GenerateRequest, task: Task, queryTokens: number): { ids: number[]; droppedTurns: number } {
+    if (request.inputIds) {
+      if (request.inputIds.length === 0) throw new InputError('The prompt is empty.');
+      return { ids: [...request.inputIds], droppedTurns: 0 };
+    }
+    const budget = (this.options.encoderBudget ?? DEFAULT_ENCODER_BUDGET) - queryTokens;
+    const built = buildPrompt(
+      {
+        task,
+        ...(request.prompt !== undefined ? { prompt: request.prompt } : {}),
+        ...(request.question !== undefined ? { question: request.question } : {}),
+        ...(request.history ? { history: request.history } : {}),
+      },
+      (text) => this.tokenizer.countTokens(text),
+      budget,
+    );
+    return { ids: this.tokenizer.encode(built.text), droppedTurns: built.droppedTurns };
+  }
+
+  async generate(request: GenerateRequest): Promise<GenerateResult> {
+    const enqueued = performance.now();
+    const task: Task = request.task ?? (request.question !== undefined ? 'question' : 'caption');
+    const runOptions = {
+      ...(request.signal ? { signal: request.signal } : {}),
+      ...(request.timeoutMs !== undefined ? { timeoutMs: request.timeoutMs } : {}),
+      ...(request.onQueuePosition ? { onPosition: request.onQueuePosition } : {}),
+    };
+    return this.queue.run(async (signal) => {
+      const timings = emptyTimings();
+      timings.queueMs = since(enqueued);
+      const started = performance.now();
+
+      let embeds: FloatTensor | undefined;
+      let imageCached = false;
+      if (typeof request.image === 'string') {
+        embeds = await this.cache.get(request.image);
+        if (!embeds) {
+          throw new ImageError('expired', 'I no longer have that picture in my cache. Please send it again.');
+        }
+        imageCached = true;
+      } else if (request.image instanceof Uint8Array) {
+        const r = await this.queryEmbedsFor(request.image, timings);
+        embeds = r.embeds;
+        imageCached = r.cached;
+      } else if (request.image) {
+        embeds = await this.queryEmbedsFromPixels(request.image.pixelValues, timings);
+      }
+      signal.throwIfAborted();
+
+      const { ids: inputIds, droppedTurns } = this.promptIds(request, task, embeds?.dims[1] ?? 0);
+      const t = this.model.config.text;
+      const options = resolveGenerationOptions(task, request.options ?? {}, {
+        decoderStartTokenId: t.decoderStartTokenId,
+        eosTokenId: t.eosTokenId,
+        padTokenId: t.padTokenId,
+      });
+
+      let mark = performance.now();
+      const state = await this.model.encode(embeds, inputIds);
+      timings.encoderMs = since(mark);
+      signal.throwIfAborted();
+
+      mark = performance.now();
+      const onToken = request.onToken;
+      const result = await generateTokens(this.model.decoder(state), options, {
+        signal,
+        ...(onToken ? { onToken: (id: number, idsSoFar: number[]) => onToken({ id, textSoFar: this.tokenizer.decode(idsSoFar) }) } : {}),
+      });
+      timings.decodeMs = since(mark);
+      timings.decodeSteps = result.steps;
+      timings.totalMs = since(started) + timings.queueMs;
+      return {
+        text: this.tokenizer.decode(result.ids),
+        ids: result.ids,
+        timings,
+        imageCached,
+        droppedTurns,
+        demo: this.demo,
+      };
+    }, runOptions);
+  }
+
+  /** Finishes the running request, refuses waiting ones, releases sessions and the cache store. */
+  async close(): Promise<void> {
+    await this.queue.close();
+    await this.model.release();
+    await closeKeyv(this.cacheStore);
+  }
+}
