@@ -1,0 +1,20 @@
+/** Public API of the blip2-bot package. */
+export { type ConvertOptions, type ConvertSummary, ConvertError, convertCheckpoint, readManifest } from './convert/convert.js';
+export { writeSyntheticCheckpoint, writeTinyCheckpoint } from './convert/synthetic.js';
+export type {
+  GenerateRequest,
+  GenerateResult,
+  GenerationOptions,
+  ImageQuestionEngine,
+  Task,
+  Timings,
+  Turn,
+} from './engine/api.js';
+export { Blip2Engine, type EngineOptions } from './engine/engine.js';
+export { ImageError, InputError, QueueFullError, RequestAbortedError, RequestTimeoutError } from './engine/errors.js';
+export { Blip2Model } from './engine/model.js';
+export { PREPROCESS_VERSION, parsePreprocessorConfig, preprocessImage } from './engine/preprocess.js';
+export { loadTokenizer } from './engine/tokenizer.js';
+export { type Blip2Config, resolveBlip2Config } from './model/config.js';
+export { DEFAULT_DEMO_DIR, ensureDemoModel } from './model/demo.js';
+export * from './model/graph-io.js';
