@@ -18,7 +18,7 @@ import {
   QFORMER_IO,
   VISION_IO,
 } from '../model/graph-io.js';
-import type { DecoderStepper } from './generation/types.js';
+import type { DecoderStepper } from './generation/generate.js';
 
 export interface FloatTensor {
   data: Float32Array;
