@@ -1,5 +1,11 @@
 /** Public API of the blip2-bot package. */
-export { type ConvertOptions, type ConvertSummary, ConvertError, convertCheckpoint, readManifest } from './convert/convert.js';
+export {
+  ConvertError,
+  type ConvertOptions,
+  type ConvertSummary,
+  convertCheckpoint,
+  readManifest,
+} from './convert/convert.js';
 export { writeSyntheticCheckpoint, writeTinyCheckpoint } from './convert/synthetic.js';
 export type {
   GenerateRequest,
@@ -11,7 +17,13 @@ export type {
   Turn,
 } from './engine/api.js';
 export { Blip2Engine, type EngineOptions } from './engine/engine.js';
-export { ImageError, InputError, QueueFullError, RequestAbortedError, RequestTimeoutError } from './engine/errors.js';
+export {
+  ImageError,
+  InputError,
+  QueueFullError,
+  RequestAbortedError,
+  RequestTimeoutError,
+} from './engine/errors.js';
 export { Blip2Model } from './engine/model.js';
 export { PREPROCESS_VERSION, parsePreprocessorConfig, preprocessImage } from './engine/preprocess.js';
 export { loadTokenizer } from './engine/tokenizer.js';

@@ -1,5 +1,5 @@
 /** Small helpers over node:util parseArgs with errors a person can act on. */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -23,7 +23,8 @@ export function requireString(value: unknown, flag: string, usage: string): stri
 export function optionalInt(value: unknown, flag: string, min = 0): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`${flag} must be an integer ≥ ${min}, got "${String(value)}"`);
+  if (!Number.isInteger(n) || n < min)
+    throw new UsageError(`${flag} must be an integer ≥ ${min}, got "${String(value)}"`);
   return n;
 }
 

@@ -38,7 +38,11 @@ export class ProgressBar {
 }
 
 /** Runs `task` with a spinner labelled `label` on a TTY; prints the label once elsewhere. */
-export async function withSpinner<T>(label: string, task: () => Promise<T>, stream: NodeJS.WriteStream = process.stderr): Promise<T> {
+export async function withSpinner<T>(
+  label: string,
+  task: () => Promise<T>,
+  stream: NodeJS.WriteStream = process.stderr,
+): Promise<T> {
   if (!stream.isTTY) {
     stream.write(`${label}…\n`);
     return task();
@@ -46,7 +50,9 @@ export async function withSpinner<T>(label: string, task: () => Promise<T>, stre
   let i = 0;
   const started = Date.now();
   const timer = setInterval(() => {
-    stream.write(`\r\x1b[2K${FRAMES[i++ % FRAMES.length]} ${label} ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    stream.write(
+      `\r\x1b[2K${FRAMES[i++ % FRAMES.length]} ${label} ${((Date.now() - started) / 1000).toFixed(1)}s`,
+    );
   }, 100);
   try {
     return await task();

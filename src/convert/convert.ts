@@ -98,7 +98,9 @@ async function readSourceConfig(from: string): Promise<{ raw: unknown; config: B
   try {
     text = await readFile(path, 'utf8');
   } catch {
-    throw new ConvertError(`no config.json in ${from}: point --from at a Hugging Face BLIP-2 checkpoint directory`);
+    throw new ConvertError(
+      `no config.json in ${from}: point --from at a Hugging Face BLIP-2 checkpoint directory`,
+    );
   }
   let raw: unknown;
   try {
@@ -144,12 +146,21 @@ async function removeStalePartials(out: string): Promise<void> {
   }
 }
 
-export async function convertCheckpoint(from: string, out: string, options: ConvertOptions = {}): Promise<ConvertSummary> {
+export async function convertCheckpoint(
+  from: string,
+  out: string,
+  options: ConvertOptions = {},
+): Promise<ConvertSummary> {
   const started = performance.now();
   const log = options.log ?? (() => {});
   const dtype: WeightDtype = options.dtype ?? 'fp32';
-  if (!['fp32', 'int8', 'int4'].includes(dtype)) throw new ConvertError(`unknown dtype "${dtype}" (fp32, int8, int4)`);
-  const quant: QuantOptions = { dtype, blockSize: options.blockSize ?? 32, accuracyLevel: options.accuracyLevel ?? 4 };
+  if (!['fp32', 'int8', 'int4'].includes(dtype))
+    throw new ConvertError(`unknown dtype "${dtype}" (fp32, int8, int4)`);
+  const quant: QuantOptions = {
+    dtype,
+    blockSize: options.blockSize ?? 32,
+    accuracyLevel: options.accuracyLevel ?? 4,
+  };
   if (quant.blockSize < 16 || (quant.blockSize & (quant.blockSize - 1)) !== 0) {
     throw new ConvertError(`--block-size must be a power of two ≥ 16, got ${quant.blockSize}`);
   }
@@ -158,13 +169,17 @@ export async function convertCheckpoint(from: string, out: string, options: Conv
 
   const { raw, config } = await readSourceConfig(from);
   if (!existsSync(join(from, 'tokenizer.json'))) {
-    throw new ConvertError(`no tokenizer.json in ${from}: the engine needs the Hugging Face fast tokenizer file`);
+    throw new ConvertError(
+      `no tokenizer.json in ${from}: the engine needs the Hugging Face fast tokenizer file`,
+    );
   }
   if (existsSync(out) && !options.force) {
     const existing = await readManifest(out);
     const entries = await readdir(out).catch(() => []);
-    if (existing) throw new ConvertError(`${out} already holds a converted model; pass --force to replace it`);
-    if (entries.length > 0) throw new ConvertError(`${out} exists and is not empty; choose another --out or pass --force`);
+    if (existing)
+      throw new ConvertError(`${out} already holds a converted model; pass --force to replace it`);
+    if (entries.length > 0)
+      throw new ConvertError(`${out} exists and is not empty; choose another --out or pass --force`);
   }
 
   const checkpoint = await SafetensorsCheckpoint.open(from);
@@ -204,7 +219,9 @@ export async function convertCheckpoint(from: string, out: string, options: Conv
     if (tokenizerFiles.includes('preprocessor_config.json')) {
       preprocessorConfig = JSON.parse(await readFile(join(work, 'preprocessor_config.json'), 'utf8'));
     } else {
-      log('note: no preprocessor_config.json in the checkpoint; the engine uses BLIP-2 defaults (224×224, bicubic, CLIP mean/std)');
+      log(
+        'note: no preprocessor_config.json in the checkpoint; the engine uses BLIP-2 defaults (224×224, bicubic, CLIP mean/std)',
+      );
     }
 
     const unused = checkpoint.unusedNames().filter((n) => !reader.seen.has(n));
@@ -222,7 +239,9 @@ export async function convertCheckpoint(from: string, out: string, options: Conv
       converterVersion: CONVERTER_VERSION,
       modelId,
       dtype,
-      ...(dtype !== 'fp32' ? { quantization: { blockSize: quant.blockSize, accuracyLevel: quant.accuracyLevel } } : {}),
+      ...(dtype !== 'fp32'
+        ? { quantization: { blockSize: quant.blockSize, accuracyLevel: quant.accuracyLevel } }
+        : {}),
       demo: options.demo ?? false,
       source: { dir: from, checksum, config: raw },
       graphs,

@@ -101,7 +101,14 @@ export async function linear(
   });
 }
 
-export async function layerNorm(ctx: LayerContext, path: string, x: string, prefix: string, dim: number, eps: number): Promise<string> {
+export async function layerNorm(
+  ctx: LayerContext,
+  path: string,
+  x: string,
+  prefix: string,
+  dim: number,
+  eps: number,
+): Promise<string> {
   const scale = ctx.b.weight(`${prefix}.weight`, await ctx.weights.read(`${prefix}.weight`, [dim]), [dim]);
   const bias = ctx.b.weight(`${prefix}.bias`, await ctx.weights.read(`${prefix}.bias`, [dim]), [dim]);
   return ctx.b.op(`${path}/LayerNormalization`, 'LayerNormalization', [x, scale, bias], {
@@ -114,7 +121,14 @@ export async function layerNorm(ctx: LayerContext, path: string, x: string, pref
  * T5's RMS norm: `w · x / sqrt(mean(x²) + eps)`, no mean subtraction, no bias. Written as the op pattern
  * onnxruntime fuses into SimplifiedLayerNormalization.
  */
-export async function rmsNorm(ctx: LayerContext, path: string, x: string, weightName: string, dim: number, eps: number): Promise<string> {
+export async function rmsNorm(
+  ctx: LayerContext,
+  path: string,
+  x: string,
+  weightName: string,
+  dim: number,
+  eps: number,
+): Promise<string> {
   const { b } = ctx;
   const w = b.weight(weightName, await ctx.weights.read(weightName, [dim]), [dim]);
   const sq = b.op(`${path}/Pow`, 'Pow', [x, b.float([2])]);
@@ -126,7 +140,14 @@ export async function rmsNorm(ctx: LayerContext, path: string, x: string, weight
 }
 
 /** [B, S, H·d] → [B, H, S, d] (or [B, H, d, S] with `forKeys`, ready for q @ kᵀ). */
-export function splitHeads(b: GraphBuilder, path: string, x: string, heads: number, headDim: number, forKeys = false): string {
+export function splitHeads(
+  b: GraphBuilder,
+  path: string,
+  x: string,
+  heads: number,
+  headDim: number,
+  forKeys = false,
+): string {
   const r = b.op(`${path}/Reshape`, 'Reshape', [x, b.int64([0, 0, heads, headDim])]);
   return b.op(`${path}/Transpose`, 'Transpose', [r], { perm: forKeys ? [0, 2, 3, 1] : [0, 2, 1, 3] });
 }
@@ -141,7 +162,14 @@ export function mergeHeads(b: GraphBuilder, path: string, x: string, inner: numb
  * softmax(q @ kᵀ + bias) @ v over heads. `kT` is [B, H, d, S]; any scaling is folded into q beforehand.
  * `bias` is an additive mask and/or position bias broadcastable to [B, H, Sq, Sk].
  */
-export function scaledDotAttention(b: GraphBuilder, path: string, q: string, kT: string, v: string, bias?: string): string {
+export function scaledDotAttention(
+  b: GraphBuilder,
+  path: string,
+  q: string,
+  kT: string,
+  v: string,
+  bias?: string,
+): string {
   let scores = b.op(`${path}/QK/MatMul`, 'MatMul', [q, kT]);
   if (bias) scores = b.op(`${path}/QK/AddBias`, 'Add', [scores, bias]);
   const probs = b.op(`${path}/Softmax`, 'Softmax', [scores], { axis: -1 });

@@ -18,7 +18,13 @@ export interface QuantizedWeight {
 }
 
 /** Quantises a Linear weight stored as HF does, [N = out, K = in] row-major. */
-export function quantizeBlockwise(weight: Float32Array, n: number, k: number, bits: QuantBits, blockSize: number): QuantizedWeight {
+export function quantizeBlockwise(
+  weight: Float32Array,
+  n: number,
+  k: number,
+  bits: QuantBits,
+  blockSize: number,
+): QuantizedWeight {
   if (blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
     throw new Error(`quantisation block size must be a power of two ≥ 16, got ${blockSize}`);
   }
@@ -46,7 +52,7 @@ export function quantizeBlockwise(weight: Float32Array, n: number, k: number, bi
       codes.fill(zeroPoint);
       for (let i = start; i < end; i++) {
         const q = Math.round(weight[rowBase + i]! * inv) + zeroPoint;
-        codes[i - start] = q < 0 ? 0 : q > codeMax ? codeMax : q;
+        codes[i - start] = Math.max(0, Math.min(q, codeMax));
       }
       const blobBase = (row * blocks + b) * blobSize;
       if (bits === 8) {

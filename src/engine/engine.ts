@@ -59,7 +59,16 @@ function since(start: number): number {
 }
 
 function emptyTimings(): Timings {
-  return { queueMs: 0, preprocessMs: 0, visionMs: 0, qformerMs: 0, encoderMs: 0, decodeMs: 0, decodeSteps: 0, totalMs: 0 };
+  return {
+    queueMs: 0,
+    preprocessMs: 0,
+    visionMs: 0,
+    qformerMs: 0,
+    encoderMs: 0,
+    decodeMs: 0,
+    decodeSteps: 0,
+    totalMs: 0,
+  };
 }
 
 export class Blip2Engine implements ImageQuestionEngine {
@@ -87,7 +96,9 @@ export class Blip2Engine implements ImageQuestionEngine {
       const tokenizer = await loadTokenizer(modelDir);
       const preprocessorConfig = parsePreprocessorConfig(await model.preprocessorConfig());
       const store: StoreOptions = options.store ?? { kind: 'sqlite', dataDir: options.dataDir ?? 'data' };
-      const keyv = createKeyv(store, 'images', { onError: (e) => options.logger?.warn(`image cache error: ${String(e)}`) });
+      const keyv = createKeyv(store, 'images', {
+        onError: (e) => options.logger?.warn(`image cache error: ${String(e)}`),
+      });
       const cache = new ImageCache(keyv, {
         ...(options.cacheTtlMs ? { ttlMs: options.cacheTtlMs } : {}),
         ...(options.logger ? { logger: { warn: (m: string) => options.logger!.warn(m) } } : {}),
@@ -117,14 +128,20 @@ export class Blip2Engine implements ImageQuestionEngine {
   }
 
   /** Preprocess → vision → Q-Former, unless the cache already has the image. Runs inside the queue. */
-  private async queryEmbedsFor(bytes: Uint8Array, timings: Timings): Promise<{ key: string; embeds: FloatTensor; cached: boolean }> {
+  private async queryEmbedsFor(
+    bytes: Uint8Array,
+    timings: Timings,
+  ): Promise<{ key: string; embeds: FloatTensor; cached: boolean }> {
     const key = this.imageKey(bytes);
     const hit = await this.cache.get(key);
     if (hit) return { key, embeds: hit, cached: true };
     const t = performance.now();
     const pixels = await preprocessImage(bytes, this.preprocessorConfig, this.options.preprocess);
     timings.preprocessMs += since(t);
-    const queryEmbeds = await this.queryEmbedsFromPixels({ data: pixels.data, dims: [...pixels.dims] }, timings);
+    const queryEmbeds = await this.queryEmbedsFromPixels(
+      { data: pixels.data, dims: [...pixels.dims] },
+      timings,
+    );
     await this.cache.set(key, queryEmbeds);
     return { key, embeds: queryEmbeds, cached: false };
   }
@@ -143,17 +160,27 @@ export class Blip2Engine implements ImageQuestionEngine {
     return (await this.encodeImageDetailed(bytes, options)).key;
   }
 
-  async encodeImageDetailed(bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<EncodeImageResult> {
+  async encodeImageDetailed(
+    bytes: Uint8Array,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<EncodeImageResult> {
     const key = this.imageKey(bytes);
     if (await this.cache.has(key)) return { key, cached: true };
     const timings = emptyTimings();
-    return this.queue.run(async () => {
-      const r = await this.queryEmbedsFor(bytes, timings);
-      return { key: r.key, cached: r.cached };
-    }, options.signal ? { signal: options.signal } : {});
+    return this.queue.run(
+      async () => {
+        const r = await this.queryEmbedsFor(bytes, timings);
+        return { key: r.key, cached: r.cached };
+      },
+      options.signal ? { signal: options.signal } : {},
+    );
   }
 
-  private promptIds(request: GenerateRequest, task: Task, queryTokens: number): { ids: number[]; droppedTurns: number } {
+  private promptIds(
+    request: GenerateRequest,
+    task: Task,
+    queryTokens: number,
+  ): { ids: number[]; droppedTurns: number } {
     if (request.inputIds) {
       if (request.inputIds.length === 0) throw new InputError('The prompt is empty.');
       return { ids: [...request.inputIds], droppedTurns: 0 };
@@ -219,7 +246,12 @@ export class Blip2Engine implements ImageQuestionEngine {
       const onToken = request.onToken;
       const result = await generateTokens(this.model.decoder(state), options, {
         signal,
-        ...(onToken ? { onToken: (id: number, idsSoFar: number[]) => onToken({ id, textSoFar: this.tokenizer.decode(idsSoFar) }) } : {}),
+        ...(onToken
+          ? {
+              onToken: (id: number, idsSoFar: number[]) =>
+                onToken({ id, textSoFar: this.tokenizer.decode(idsSoFar) }),
+            }
+          : {}),
       });
       timings.decodeMs = since(mark);
       timings.decodeSteps = result.steps;

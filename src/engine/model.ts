@@ -41,7 +41,11 @@ function floatTensor(t: FloatTensor): ort.Tensor {
 }
 
 function int64Tensor(values: readonly number[], dims: number[]): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
+  return new ort.Tensor(
+    'int64',
+    BigInt64Array.from(values, (v) => BigInt(v)),
+    dims,
+  );
 }
 
 function toFloat(value: ort.Tensor | undefined, name: string): FloatTensor {
@@ -111,7 +115,10 @@ export class Blip2Model {
     }
   }
 
-  private async run(name: GraphName, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
+  private async run(
+    name: GraphName,
+    feeds: Record<string, ort.Tensor>,
+  ): Promise<ort.InferenceSession.ReturnType> {
     this.runs[name]++;
     return this.sessions[name].run(feeds);
   }
@@ -123,7 +130,9 @@ export class Blip2Model {
   }
 
   /** image embeddings → Q-Former output and its projection into T5 space. */
-  async queryEncode(imageEmbeds: FloatTensor): Promise<{ qformerOutput: FloatTensor; queryEmbeds: FloatTensor }> {
+  async queryEncode(
+    imageEmbeds: FloatTensor,
+  ): Promise<{ qformerOutput: FloatTensor; queryEmbeds: FloatTensor }> {
     const out = await this.run('qformer', { [QFORMER_IO.imageEmbeds]: floatTensor(imageEmbeds) });
     return {
       qformerOutput: toFloat(out[QFORMER_IO.qformerOutput], QFORMER_IO.qformerOutput),
@@ -172,7 +181,10 @@ function gatherRows(t: ort.Tensor, rows: readonly number[]): ort.Tensor {
   const oldRows = t.dims[0]!;
   const rowSize = oldRows === 0 ? 0 : src.length / oldRows;
   const out = new Float32Array(rows.length * rowSize);
-  rows.forEach((r, i) => out.set(src.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize));
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    out.set(src.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize);
+  }
   return new ort.Tensor('float32', out, [rows.length, ...t.dims.slice(1)]);
 }
 
@@ -224,7 +236,8 @@ class OrtDecoderStepper implements DecoderStepper {
 
   async step(tokens: readonly number[]): Promise<Float32Array> {
     this.applyRows();
-    if (tokens.length !== this.rows) throw new Error(`decoder has ${this.rows} rows, got ${tokens.length} tokens`);
+    if (tokens.length !== this.rows)
+      throw new Error(`decoder has ${this.rows} rows, got ${tokens.length} tokens`);
     const E = this.state.mask.length;
     const mask = new Array<number>(this.rows * E).fill(1);
     const feeds: Record<string, ort.Tensor> = {

@@ -107,7 +107,9 @@ function resolveT5(raw: Json): T5Config {
   const gated = proj.startsWith('gated-');
   const base = gated ? proj.slice('gated-'.length) : proj;
   if (base !== 'relu' && base !== 'gelu') {
-    throw new ConfigError(`${where}.feed_forward_proj "${proj}" is not supported (relu, gelu, gated-relu, gated-gelu)`);
+    throw new ConfigError(
+      `${where}.feed_forward_proj "${proj}" is not supported (relu, gelu, gated-relu, gated-gelu)`,
+    );
   }
   // T5Config overrides dense_act_fn for "gated-gelu" with the tanh approximation, whatever config.json says.
   const activation: T5Activation = proj === 'gated-gelu' ? 'gelu_new' : base === 'gelu' ? 'gelu' : 'relu';
@@ -133,7 +135,15 @@ function resolveT5(raw: Json): T5Config {
     eosTokenId: int(raw, 'eos_token_id', 1, where),
     decoderStartTokenId: int(raw, 'decoder_start_token_id', padTokenId, where),
   };
-  for (const key of ['vocabSize', 'dModel', 'dKv', 'dFf', 'numLayers', 'numDecoderLayers', 'numHeads'] as const) {
+  for (const key of [
+    'vocabSize',
+    'dModel',
+    'dKv',
+    'dFf',
+    'numLayers',
+    'numDecoderLayers',
+    'numHeads',
+  ] as const) {
     if (t5[key] === 0) throw new ConfigError(`${where}: ${key} must be positive`);
   }
   return t5;
@@ -152,7 +162,9 @@ export function resolveBlip2Config(rawConfig: unknown): Blip2Config {
   const q = obj(raw.qformer_config, 'qformer_config');
   const textRaw = raw.text_config;
   if (textRaw === undefined) {
-    throw new ConfigError('config.json has no text_config; HF would default to OPT, which blip2-bot does not support');
+    throw new ConfigError(
+      'config.json has no text_config; HF would default to OPT, which blip2-bot does not support',
+    );
   }
   const vision: VisionConfig = {
     hiddenSize: int(v, 'hidden_size', 1408, 'vision_config'),
@@ -188,17 +200,22 @@ export function resolveBlip2Config(rawConfig: unknown): Blip2Config {
 
 function checkConsistency(c: Blip2Config): void {
   const { vision: v, qformer: q } = c;
-  if (v.hiddenSize % v.numHeads !== 0) throw new ConfigError('vision hidden_size must divide by num_attention_heads');
-  if (q.hiddenSize % q.numHeads !== 0) throw new ConfigError('qformer hidden_size must divide by num_attention_heads');
-  if (v.imageSize % v.patchSize !== 0) throw new ConfigError('vision image_size must be a multiple of patch_size');
+  if (v.hiddenSize % v.numHeads !== 0)
+    throw new ConfigError('vision hidden_size must divide by num_attention_heads');
+  if (q.hiddenSize % q.numHeads !== 0)
+    throw new ConfigError('qformer hidden_size must divide by num_attention_heads');
+  if (v.imageSize % v.patchSize !== 0)
+    throw new ConfigError('vision image_size must be a multiple of patch_size');
   if (q.encoderHiddenSize !== v.hiddenSize) {
     throw new ConfigError(
       `qformer encoder_hidden_size (${q.encoderHiddenSize}) differs from vision hidden_size (${v.hiddenSize})`,
     );
   }
-  if (q.crossAttentionFrequency === 0) throw new ConfigError('qformer cross_attention_frequency must be positive');
+  if (q.crossAttentionFrequency === 0)
+    throw new ConfigError('qformer cross_attention_frequency must be positive');
   for (const act of [v.hiddenAct, q.hiddenAct]) {
-    if (act !== 'gelu') throw new ConfigError(`activation "${act}" is not supported in vision/Q-Former (gelu)`);
+    if (act !== 'gelu')
+      throw new ConfigError(`activation "${act}" is not supported in vision/Q-Former (gelu)`);
   }
 }
 

@@ -10,13 +10,23 @@ import { convertCheckpoint, readManifest } from '../convert/convert.js';
 import { writeTinyCheckpoint } from '../convert/synthetic.js';
 
 export const DEMO_SEED = 2024;
-export const DEMO_NOTICE = 'Demo model: random weights, so the answers are meaningless. Convert a real BLIP-2 model to get real answers (see models/README.md).';
+export const DEMO_NOTICE =
+  'Demo model: random weights, so the answers are meaningless. Convert a real BLIP-2 model to get real answers (see models/README.md).';
 
 /** `<package root>/models/demo`, independent of the working directory. */
-export const DEFAULT_DEMO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'demo');
+export const DEFAULT_DEMO_DIR = resolve(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  'models',
+  'demo',
+);
 
 /** Writes the demo model into `dir` unless a finished one is already there; returns the dir. */
-export async function ensureDemoModel(dir: string = DEFAULT_DEMO_DIR, options: { force?: boolean } = {}): Promise<string> {
+export async function ensureDemoModel(
+  dir: string = DEFAULT_DEMO_DIR,
+  options: { force?: boolean } = {},
+): Promise<string> {
   const existing = await readManifest(dir);
   if (existing?.demo && !options.force) return dir;
   const work = await mkdtemp(join(tmpdir(), 'blip2-demo-'));

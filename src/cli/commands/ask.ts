@@ -47,7 +47,9 @@ export async function askCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if ((v.image === undefined) === (v['pixel-values'] === undefined)) {
-    throw new UsageError(`give exactly one of --image <file> or --pixel-values <file.safetensors>\n\n${ASK_USAGE}`);
+    throw new UsageError(
+      `give exactly one of --image <file> or --pixel-values <file.safetensors>\n\n${ASK_USAGE}`,
+    );
   }
   const promptKinds = [v.question, v.prompt, v['input-ids']].filter((x) => x !== undefined).length;
   if (promptKinds > 1) throw new UsageError('give at most one of --question, --prompt or --input-ids');

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline/promises';
+import { createInterface } from 'node:readline';
 import type { GenerateResult, Turn } from '../../engine/api.js';
 import { Blip2Engine } from '../../engine/engine.js';
 import { DEMO_NOTICE, ensureDemoModel } from '../../model/demo.js';
@@ -14,7 +14,9 @@ Follow-ups are served from the image cache: the vision encoder and Q-Former run 
 
 function describeTimings(r: GenerateResult): string {
   const t = r.timings;
-  const image = r.imageCached ? 'image from cache' : `vision ${t.visionMs.toFixed(0)} ms + Q-Former ${t.qformerMs.toFixed(0)} ms`;
+  const image = r.imageCached
+    ? 'image from cache'
+    : `vision ${t.visionMs.toFixed(0)} ms + Q-Former ${t.qformerMs.toFixed(0)} ms`;
   const dropped = r.droppedTurns > 0 ? `, ${r.droppedTurns} oldest turns dropped to fit` : '';
   return `[${image}, encoder ${t.encoderMs.toFixed(0)} ms, ${t.decodeSteps} steps in ${t.decodeMs.toFixed(0)} ms, total ${t.totalMs.toFixed(0)} ms${dropped}]`;
 }
@@ -22,7 +24,12 @@ function describeTimings(r: GenerateResult): string {
 export async function chatCommand(argv: string[]): Promise<number> {
   const v = parse(
     argv,
-    { model: { type: 'string' }, image: { type: 'string' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    {
+      model: { type: 'string' },
+      image: { type: 'string' },
+      'data-dir': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     CHAT_USAGE,
   );
   if (v.help) {
@@ -31,31 +38,41 @@ export async function chatCommand(argv: string[]): Promise<number> {
   }
   let imagePath = requireString(v.image, '--image', CHAT_USAGE);
   const modelDir = v.model ?? (await withSpinner('Preparing the demo model', () => ensureDemoModel()));
-  const engine = await withSpinner('Loading model', () => Blip2Engine.load(modelDir, { dataDir: v['data-dir'] ?? 'data' }));
-  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+  const engine = await withSpinner('Loading model', () =>
+    Blip2Engine.load(modelDir, { dataDir: v['data-dir'] ?? 'data' }),
+  );
+  let rl: ReturnType<typeof createInterface> | undefined;
   try {
     if (engine.demo) console.log(`note: ${DEMO_NOTICE}`);
-    let image = await withSpinner('Reading the picture', async () => engine.encodeImage(new Uint8Array(await readFile(imagePath))));
+    let image = await withSpinner('Reading the picture', async () =>
+      engine.encodeImage(new Uint8Array(await readFile(imagePath))),
+    );
     let history: Turn[] = [];
     console.log(`Talking about ${imagePath}. Ask a question, /caption, /image <file>, /quit.`);
-    for (;;) {
-      let line: string;
-      try {
-        line = (await rl.question('you> ')).trim();
-      } catch {
-        break; // stdin closed
+    // Created only now so that piped lines are not consumed while the first picture was being read.
+    rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+    // Iterating the interface (not rl.question) keeps lines that arrive before we ask, e.g. from a pipe.
+    const prompt = () => process.stdout.write('you> ');
+    prompt();
+    for await (const raw of rl) {
+      const line = raw.trim();
+      if (line === '') {
+        prompt();
+        continue;
       }
-      if (line === '') continue;
       if (line === '/quit' || line === '/exit') break;
       if (line.startsWith('/image ')) {
         imagePath = line.slice('/image '.length).trim();
         try {
-          image = await withSpinner('Reading the picture', async () => engine.encodeImage(new Uint8Array(await readFile(imagePath))));
+          image = await withSpinner('Reading the picture', async () =>
+            engine.encodeImage(new Uint8Array(await readFile(imagePath))),
+          );
           history = [];
           console.log(`Now talking about ${imagePath}.`);
         } catch (e) {
           console.log(`bot> ${(e as { userMessage?: string }).userMessage ?? (e as Error).message}`);
         }
+        prompt();
         continue;
       }
       const caption = line === '/caption';
@@ -69,10 +86,11 @@ export async function chatCommand(argv: string[]): Promise<number> {
       } catch (e) {
         console.log(`bot> ${(e as { userMessage?: string }).userMessage ?? (e as Error).message}`);
       }
+      prompt();
     }
     return 0;
   } finally {
-    rl.close();
+    rl?.close();
     await engine.close();
   }
 }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { readSafetensorsFile, writeSafetensors } from '../../convert/safetensors.js';
-import { type FloatTensor, Blip2Model } from '../../engine/model.js';
+import { Blip2Model, type FloatTensor } from '../../engine/model.js';
 import { parsePreprocessorConfig, preprocessImage } from '../../engine/preprocess.js';
 import { parse, parseIds, requireString, UsageError } from '../args.js';
 import { withSpinner } from '../progress.js';
@@ -27,7 +27,11 @@ export async function loadPixelValues(path: string): Promise<FloatTensor> {
   return { data: t.data, dims: t.shape };
 }
 
-export async function pixelsFromArgs(model: Blip2Model, image?: string, pixelValues?: string): Promise<FloatTensor> {
+export async function pixelsFromArgs(
+  model: Blip2Model,
+  image?: string,
+  pixelValues?: string,
+): Promise<FloatTensor> {
   if ((image === undefined) === (pixelValues === undefined)) {
     throw new UsageError('give exactly one of --image <file> or --pixel-values <file.safetensors>');
   }

@@ -23,7 +23,11 @@ export async function modelsCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (sub === 'synth') {
-    const v = parse(rest, { config: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' } }, MODELS_USAGE);
+    const v = parse(
+      rest,
+      { config: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' } },
+      MODELS_USAGE,
+    );
     const configPath = requireString(v.config, '--config', MODELS_USAGE);
     const out = requireString(v.out, '--out', MODELS_USAGE);
     const config = JSON.parse(await readFile(configPath, 'utf8')) as unknown;

@@ -5,7 +5,16 @@
  */
 import type { Blip2Config } from '../../model/config.js';
 import { QFORMER_IO } from '../../model/graph-io.js';
-import { gelu, type LayerContext, layerNorm, linear, linearFromData, mergeHeads, scaledDotAttention, splitHeads } from '../layers.js';
+import {
+  gelu,
+  type LayerContext,
+  layerNorm,
+  linear,
+  linearFromData,
+  mergeHeads,
+  scaledDotAttention,
+  splitHeads,
+} from '../layers.js';
 import { TensorDataType } from '../onnx/graph-builder.js';
 
 const P = 'qformer';
@@ -32,7 +41,9 @@ async function attentionBlock(
   for (let i = 0; i < qb.length; i++) qb[i]! *= scale;
   const query = linearFromData(ctx, `${path}/query`, h, { weight: qw, n: D, k: D, bias: qb });
   const key = await linear(ctx, `${path}/key`, kvSource, `${prefix}.attention.key`, D, kvDim, { bias: true });
-  const value = await linear(ctx, `${path}/value`, kvSource, `${prefix}.attention.value`, D, kvDim, { bias: true });
+  const value = await linear(ctx, `${path}/value`, kvSource, `${prefix}.attention.value`, D, kvDim, {
+    bias: true,
+  });
   const attn = scaledDotAttention(
     b,
     path,
@@ -41,7 +52,9 @@ async function attentionBlock(
     splitHeads(b, `${path}/value`, value, q.numHeads, headDim),
   );
   const merged = mergeHeads(b, `${path}/merge`, attn, D);
-  const dense = await linear(ctx, `${path}/output/dense`, merged, `${prefix}.output.dense`, D, D, { bias: true });
+  const dense = await linear(ctx, `${path}/output/dense`, merged, `${prefix}.output.dense`, D, D, {
+    bias: true,
+  });
   const res = b.op(`${path}/output/residual`, 'Add', [dense, h]);
   return layerNorm(ctx, `${path}/output/LayerNorm`, res, `${prefix}.output.LayerNorm`, D, q.layerNormEps);
 }
@@ -65,20 +78,53 @@ export async function buildQFormerGraph(ctx: LayerContext, config: Blip2Config):
     const path = `/qformer/layer.${i}`;
     h = await attentionBlock(ctx, `${path}/attention`, `${prefix}.attention`, h, h, D, config);
     if (i % q.crossAttentionFrequency === 0) {
-      h = await attentionBlock(ctx, `${path}/crossattention`, `${prefix}.crossattention`, h, image, Dv, config);
+      h = await attentionBlock(
+        ctx,
+        `${path}/crossattention`,
+        `${prefix}.crossattention`,
+        h,
+        image,
+        Dv,
+        config,
+      );
     }
-    const inter = await linear(ctx, `${path}/intermediate_query/dense`, h, `${prefix}.intermediate_query.dense`, q.intermediateSize, D, {
-      bias: true,
-    });
+    const inter = await linear(
+      ctx,
+      `${path}/intermediate_query/dense`,
+      h,
+      `${prefix}.intermediate_query.dense`,
+      q.intermediateSize,
+      D,
+      {
+        bias: true,
+      },
+    );
     const act = gelu(b, `${path}/intermediate_query/act`, inter);
-    const out = await linear(ctx, `${path}/output_query/dense`, act, `${prefix}.output_query.dense`, D, q.intermediateSize, {
-      bias: true,
-    });
+    const out = await linear(
+      ctx,
+      `${path}/output_query/dense`,
+      act,
+      `${prefix}.output_query.dense`,
+      D,
+      q.intermediateSize,
+      {
+        bias: true,
+      },
+    );
     const res = b.op(`${path}/output_query/residual`, 'Add', [out, h]);
-    h = await layerNorm(ctx, `${path}/output_query/LayerNorm`, res, `${prefix}.output_query.LayerNorm`, D, q.layerNormEps);
+    h = await layerNorm(
+      ctx,
+      `${path}/output_query/LayerNorm`,
+      res,
+      `${prefix}.output_query.LayerNorm`,
+      D,
+      q.layerNormEps,
+    );
   }
   b.output(QFORMER_IO.qformerOutput, h, TensorDataType.FLOAT, ['batch', Q, D]);
   const dModel = config.text.dModel;
-  const projected = await linear(ctx, '/language_projection', h, 'language_projection', dModel, D, { bias: true });
+  const projected = await linear(ctx, '/language_projection', h, 'language_projection', dModel, D, {
+    bias: true,
+  });
   b.output(QFORMER_IO.queryEmbeds, projected, TensorDataType.FLOAT, ['batch', Q, dModel]);
 }

@@ -4,7 +4,12 @@
  * bucket at boundaries.
  */
 
-export function relativePositionBucket(relative: number, bidirectional: boolean, numBuckets: number, maxDistance: number): number {
+export function relativePositionBucket(
+  relative: number,
+  bidirectional: boolean,
+  numBuckets: number,
+  maxDistance: number,
+): number {
   const f = Math.fround;
   let bucket = 0;
   let buckets = numBuckets;
@@ -27,8 +32,13 @@ export function relativePositionBucket(relative: number, bidirectional: boolean,
  * Bucket of every relative position in [-maxDistance, maxDistance] (index = relative + maxDistance); distances
  * beyond maxDistance land in the last bucket, so clamping into this range is exact.
  */
-export function relativePositionTable(bidirectional: boolean, numBuckets: number, maxDistance: number): number[] {
+export function relativePositionTable(
+  bidirectional: boolean,
+  numBuckets: number,
+  maxDistance: number,
+): number[] {
   const table: number[] = [];
-  for (let r = -maxDistance; r <= maxDistance; r++) table.push(relativePositionBucket(r, bidirectional, numBuckets, maxDistance));
+  for (let r = -maxDistance; r <= maxDistance; r++)
+    table.push(relativePositionBucket(r, bidirectional, numBuckets, maxDistance));
   return table;
 }

@@ -33,10 +33,11 @@ function inner(t: T5Config): number {
 
 /** Token embedding lookup with the shared table. */
 async function embed(ctx: LayerContext, path: string, ids: string, t: T5Config): Promise<string> {
-  const table = ctx.b.weight(`${LM}.shared.weight`, await ctx.weights.read(`${LM}.shared.weight`, [t.vocabSize, t.dModel]), [
-    t.vocabSize,
-    t.dModel,
-  ]);
+  const table = ctx.b.weight(
+    `${LM}.shared.weight`,
+    await ctx.weights.read(`${LM}.shared.weight`, [t.vocabSize, t.dModel]),
+    [t.vocabSize, t.dModel],
+  );
   return ctx.b.op(`${path}/Gather`, 'Gather', [table, ids], { axis: 0 });
 }
 
@@ -55,7 +56,12 @@ async function positionBias(
   const { b } = ctx;
   const M = t.relativeAttentionMaxDistance;
   const table = relativePositionTable(stack === 'encoder', t.relativeAttentionNumBuckets, M);
-  const tableName = b.weight(`/${stack}/relative_position_bucket_table`, BigInt64Array.from(table.map(BigInt)), [table.length], false);
+  const tableName = b.weight(
+    `/${stack}/relative_position_bucket_table`,
+    BigInt64Array.from(table.map(BigInt)),
+    [table.length],
+    false,
+  );
   const kRow = b.op(`${path}/key_positions/Unsqueeze`, 'Unsqueeze', [kpos, b.int64([0])]);
   const qCol = b.op(`${path}/query_positions/Unsqueeze`, 'Unsqueeze', [qpos, b.int64([1])]);
   const rel = b.op(`${path}/relative_position/Sub`, 'Sub', [kRow, qCol]);
@@ -63,10 +69,11 @@ async function positionBias(
   const index = b.op(`${path}/relative_position/Offset`, 'Add', [clipped, b.int64([M], [])]);
   const bucket = b.op(`${path}/bucket/Gather`, 'Gather', [tableName, index], { axis: 0 });
   const weightName = `${LM}.${stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight`;
-  const w = b.weight(weightName, await ctx.weights.read(weightName, [t.relativeAttentionNumBuckets, t.numHeads]), [
-    t.relativeAttentionNumBuckets,
-    t.numHeads,
-  ]);
+  const w = b.weight(
+    weightName,
+    await ctx.weights.read(weightName, [t.relativeAttentionNumBuckets, t.numHeads]),
+    [t.relativeAttentionNumBuckets, t.numHeads],
+  );
   const values = b.op(`${path}/bias/Gather`, 'Gather', [w, bucket], { axis: 0 });
   const heads = b.op(`${path}/bias/Transpose`, 'Transpose', [values], { perm: [2, 0, 1] });
   return { rel, bias: b.op(`${path}/bias/Unsqueeze`, 'Unsqueeze', [heads, b.int64([0])]) };
@@ -110,10 +117,20 @@ async function selfAttention(
   return { out, key, value };
 }
 
-async function feedForward(ctx: LayerContext, path: string, prefix: string, x: string, t: T5Config): Promise<string> {
+async function feedForward(
+  ctx: LayerContext,
+  path: string,
+  prefix: string,
+  x: string,
+  t: T5Config,
+): Promise<string> {
   const { b } = ctx;
   const act = (p: string, y: string) =>
-    t.activation === 'relu' ? b.op(`${p}/Relu`, 'Relu', [y]) : t.activation === 'gelu_new' ? geluTanh(b, p, y) : gelu(b, p, y);
+    t.activation === 'relu'
+      ? b.op(`${p}/Relu`, 'Relu', [y])
+      : t.activation === 'gelu_new'
+        ? geluTanh(b, p, y)
+        : gelu(b, p, y);
   let hidden: string;
   if (t.gatedFfn) {
     const g = await linear(ctx, `${path}/wi_0`, x, `${prefix}.wi_0`, t.dFf, t.dModel);
@@ -138,19 +155,56 @@ export async function buildT5EncoderGraph(ctx: LayerContext, config: Blip2Config
   const length = dimScalar(ctx, '/encoder/length', mask, 1);
   const pos = range(ctx, '/encoder/positions', b.int64([0], []), length);
   const { bias: posBias } = await positionBias(ctx, '/encoder/position_bias', 'encoder', pos, pos, t);
-  const bias = b.op('/encoder/attention_bias/Add', 'Add', [posBias, additiveMask(b, '/encoder/attention_mask', mask)]);
+  const bias = b.op('/encoder/attention_bias/Add', 'Add', [
+    posBias,
+    additiveMask(b, '/encoder/attention_mask', mask),
+  ]);
 
   for (let i = 0; i < t.numLayers; i++) {
     const prefix = `${LM}.encoder.block.${i}`;
     const path = `/encoder/block.${i}`;
-    const n0 = await rmsNorm(ctx, `${path}/layer.0/layer_norm`, h, `${prefix}.layer.0.layer_norm.weight`, t.dModel, t.layerNormEps);
-    const sa = await selfAttention(ctx, `${path}/layer.0/SelfAttention`, `${prefix}.layer.0.SelfAttention`, n0, bias, t);
+    const n0 = await rmsNorm(
+      ctx,
+      `${path}/layer.0/layer_norm`,
+      h,
+      `${prefix}.layer.0.layer_norm.weight`,
+      t.dModel,
+      t.layerNormEps,
+    );
+    const sa = await selfAttention(
+      ctx,
+      `${path}/layer.0/SelfAttention`,
+      `${prefix}.layer.0.SelfAttention`,
+      n0,
+      bias,
+      t,
+    );
     h = b.op(`${path}/layer.0/residual`, 'Add', [h, sa.out]);
-    const n1 = await rmsNorm(ctx, `${path}/layer.1/layer_norm`, h, `${prefix}.layer.1.layer_norm.weight`, t.dModel, t.layerNormEps);
-    const ff = await feedForward(ctx, `${path}/layer.1/DenseReluDense`, `${prefix}.layer.1.DenseReluDense`, n1, t);
+    const n1 = await rmsNorm(
+      ctx,
+      `${path}/layer.1/layer_norm`,
+      h,
+      `${prefix}.layer.1.layer_norm.weight`,
+      t.dModel,
+      t.layerNormEps,
+    );
+    const ff = await feedForward(
+      ctx,
+      `${path}/layer.1/DenseReluDense`,
+      `${prefix}.layer.1.DenseReluDense`,
+      n1,
+      t,
+    );
     h = b.op(`${path}/layer.1/residual`, 'Add', [h, ff]);
   }
-  const out = await rmsNorm(ctx, '/encoder/final_layer_norm', h, `${LM}.encoder.final_layer_norm.weight`, t.dModel, t.layerNormEps);
+  const out = await rmsNorm(
+    ctx,
+    '/encoder/final_layer_norm',
+    h,
+    `${LM}.encoder.final_layer_norm.weight`,
+    t.dModel,
+    t.layerNormEps,
+  );
   b.output(ENCODER_IO.hiddenStates, out, TensorDataType.FLOAT, ['batch', 'encoder_tokens', t.dModel]);
 }
 
@@ -165,8 +219,18 @@ export async function buildT5CrossKvGraph(ctx: LayerContext, config: Blip2Config
     const k = await linear(ctx, `${path}/k`, enc, `${prefix}.k`, I, t.dModel);
     const v = await linear(ctx, `${path}/v`, enc, `${prefix}.v`, I, t.dModel);
     const dims = ['batch', t.numHeads, 'encoder_tokens', t.dKv];
-    b.output(CROSS_KV_IO.key(i), splitHeads(b, `${path}/k`, k, t.numHeads, t.dKv), TensorDataType.FLOAT, dims);
-    b.output(CROSS_KV_IO.value(i), splitHeads(b, `${path}/v`, v, t.numHeads, t.dKv), TensorDataType.FLOAT, dims);
+    b.output(
+      CROSS_KV_IO.key(i),
+      splitHeads(b, `${path}/k`, k, t.numHeads, t.dKv),
+      TensorDataType.FLOAT,
+      dims,
+    );
+    b.output(
+      CROSS_KV_IO.value(i),
+      splitHeads(b, `${path}/v`, v, t.numHeads, t.dKv),
+      TensorDataType.FLOAT,
+      dims,
+    );
   }
 }
 
@@ -210,26 +274,92 @@ export async function buildT5DecoderGraph(ctx: LayerContext, config: Blip2Config
   for (let i = 0; i < t.numDecoderLayers; i++) {
     const prefix = `${LM}.decoder.block.${i}`;
     const path = `/decoder/block.${i}`;
-    const n0 = await rmsNorm(ctx, `${path}/layer.0/layer_norm`, h, `${prefix}.layer.0.layer_norm.weight`, t.dModel, t.layerNormEps);
-    const sa = await selfAttention(ctx, `${path}/layer.0/SelfAttention`, `${prefix}.layer.0.SelfAttention`, n0, selfBias, t, past[i]);
-    b.output(DECODER_IO.presentKey(i), sa.key, TensorDataType.FLOAT, ['batch', t.numHeads, 'total_tokens', t.dKv]);
-    b.output(DECODER_IO.presentValue(i), sa.value, TensorDataType.FLOAT, ['batch', t.numHeads, 'total_tokens', t.dKv]);
+    const n0 = await rmsNorm(
+      ctx,
+      `${path}/layer.0/layer_norm`,
+      h,
+      `${prefix}.layer.0.layer_norm.weight`,
+      t.dModel,
+      t.layerNormEps,
+    );
+    const sa = await selfAttention(
+      ctx,
+      `${path}/layer.0/SelfAttention`,
+      `${prefix}.layer.0.SelfAttention`,
+      n0,
+      selfBias,
+      t,
+      past[i],
+    );
+    b.output(DECODER_IO.presentKey(i), sa.key, TensorDataType.FLOAT, [
+      'batch',
+      t.numHeads,
+      'total_tokens',
+      t.dKv,
+    ]);
+    b.output(DECODER_IO.presentValue(i), sa.value, TensorDataType.FLOAT, [
+      'batch',
+      t.numHeads,
+      'total_tokens',
+      t.dKv,
+    ]);
     h = b.op(`${path}/layer.0/residual`, 'Add', [h, sa.out]);
 
-    const n1 = await rmsNorm(ctx, `${path}/layer.1/layer_norm`, h, `${prefix}.layer.1.layer_norm.weight`, t.dModel, t.layerNormEps);
+    const n1 = await rmsNorm(
+      ctx,
+      `${path}/layer.1/layer_norm`,
+      h,
+      `${prefix}.layer.1.layer_norm.weight`,
+      t.dModel,
+      t.layerNormEps,
+    );
     const cpath = `${path}/layer.1/EncDecAttention`;
     const cprefix = `${prefix}.layer.1.EncDecAttention`;
     const q = await linear(ctx, `${cpath}/q`, n1, `${cprefix}.q`, I, t.dModel);
     const kT = b.op(`${cpath}/k/TransposeForScores`, 'Transpose', [cross[i]!.key], { perm: [0, 1, 3, 2] });
-    const attn = scaledDotAttention(b, cpath, splitHeads(b, `${cpath}/q`, q, t.numHeads, t.dKv), kT, cross[i]!.value, crossBias);
-    const o = await linear(ctx, `${cpath}/o`, mergeHeads(b, `${cpath}/merge`, attn, I), `${cprefix}.o`, t.dModel, I);
+    const attn = scaledDotAttention(
+      b,
+      cpath,
+      splitHeads(b, `${cpath}/q`, q, t.numHeads, t.dKv),
+      kT,
+      cross[i]!.value,
+      crossBias,
+    );
+    const o = await linear(
+      ctx,
+      `${cpath}/o`,
+      mergeHeads(b, `${cpath}/merge`, attn, I),
+      `${cprefix}.o`,
+      t.dModel,
+      I,
+    );
     h = b.op(`${path}/layer.1/residual`, 'Add', [h, o]);
 
-    const n2 = await rmsNorm(ctx, `${path}/layer.2/layer_norm`, h, `${prefix}.layer.2.layer_norm.weight`, t.dModel, t.layerNormEps);
-    const ff = await feedForward(ctx, `${path}/layer.2/DenseReluDense`, `${prefix}.layer.2.DenseReluDense`, n2, t);
+    const n2 = await rmsNorm(
+      ctx,
+      `${path}/layer.2/layer_norm`,
+      h,
+      `${prefix}.layer.2.layer_norm.weight`,
+      t.dModel,
+      t.layerNormEps,
+    );
+    const ff = await feedForward(
+      ctx,
+      `${path}/layer.2/DenseReluDense`,
+      `${prefix}.layer.2.DenseReluDense`,
+      n2,
+      t,
+    );
     h = b.op(`${path}/layer.2/residual`, 'Add', [h, ff]);
   }
-  let out = await rmsNorm(ctx, '/decoder/final_layer_norm', h, `${LM}.decoder.final_layer_norm.weight`, t.dModel, t.layerNormEps);
+  let out = await rmsNorm(
+    ctx,
+    '/decoder/final_layer_norm',
+    h,
+    `${LM}.decoder.final_layer_norm.weight`,
+    t.dModel,
+    t.layerNormEps,
+  );
   let logits: string;
   if (t.tieWordEmbeddings) {
     out = b.op('/decoder/tied_rescale/Mul', 'Mul', [out, b.float([t.dModel ** -0.5])]);

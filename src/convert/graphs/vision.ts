@@ -5,7 +5,16 @@
 import type { Blip2Config } from '../../model/config.js';
 import { visionSequenceLength } from '../../model/config.js';
 import { VISION_IO } from '../../model/graph-io.js';
-import { gelu, type LayerContext, layerNorm, linear, linearFromData, mergeHeads, scaledDotAttention, splitHeads } from '../layers.js';
+import {
+  gelu,
+  type LayerContext,
+  layerNorm,
+  linear,
+  linearFromData,
+  mergeHeads,
+  scaledDotAttention,
+  splitHeads,
+} from '../layers.js';
 import { TensorDataType } from '../onnx/graph-builder.js';
 
 const P = 'vision_model';
@@ -34,12 +43,22 @@ export async function buildVisionGraph(ctx: LayerContext, config: Blip2Config): 
   const heads = v.numHeads;
   const headDim = D / heads;
   const seq = visionSequenceLength(v);
-  const pixels = b.input(VISION_IO.pixelValues, TensorDataType.FLOAT, ['batch', v.numChannels, v.imageSize, v.imageSize]);
+  const pixels = b.input(VISION_IO.pixelValues, TensorDataType.FLOAT, [
+    'batch',
+    v.numChannels,
+    v.imageSize,
+    v.imageSize,
+  ]);
 
   // Patch embedding: a conv with kernel = stride = patch, then patches in row-major order after the CLS token.
   const convW = b.weight(
     `${P}.embeddings.patch_embedding.weight`,
-    await ctx.weights.read(`${P}.embeddings.patch_embedding.weight`, [D, v.numChannels, v.patchSize, v.patchSize]),
+    await ctx.weights.read(`${P}.embeddings.patch_embedding.weight`, [
+      D,
+      v.numChannels,
+      v.patchSize,
+      v.patchSize,
+    ]),
     [D, v.numChannels, v.patchSize, v.patchSize],
   );
   const convB = b.weight(
@@ -53,12 +72,20 @@ export async function buildVisionGraph(ctx: LayerContext, config: Blip2Config): 
   });
   const flat = b.op('/vision/embeddings/patches/Reshape', 'Reshape', [conv, b.int64([0, D, -1])]);
   const patches = b.op('/vision/embeddings/patches/Transpose', 'Transpose', [flat], { perm: [0, 2, 1] });
-  const cls = b.weight(`${P}.embeddings.class_embedding`, await ctx.weights.read(`${P}.embeddings.class_embedding`, [1, 1, D]), [1, 1, D]);
+  const cls = b.weight(
+    `${P}.embeddings.class_embedding`,
+    await ctx.weights.read(`${P}.embeddings.class_embedding`, [1, 1, D]),
+    [1, 1, D],
+  );
   const batch = b.op('/vision/embeddings/batch/Shape', 'Shape', [pixels], { start: 0, end: 1 });
   const clsShape = b.op('/vision/embeddings/cls/shape', 'Concat', [batch, b.int64([1, D])], { axis: 0 });
   const clsB = b.op('/vision/embeddings/cls/Expand', 'Expand', [cls, clsShape]);
   const tokens = b.op('/vision/embeddings/Concat', 'Concat', [clsB, patches], { axis: 1 });
-  const pos = b.weight(`${P}.embeddings.position_embedding`, await ctx.weights.read(`${P}.embeddings.position_embedding`, [1, seq, D]), [1, seq, D]);
+  const pos = b.weight(
+    `${P}.embeddings.position_embedding`,
+    await ctx.weights.read(`${P}.embeddings.position_embedding`, [1, seq, D]),
+    [1, seq, D],
+  );
   let h = b.op('/vision/embeddings/AddPosition', 'Add', [tokens, pos]);
 
   const scale = 1 / Math.sqrt(headDim);
@@ -67,20 +94,43 @@ export async function buildVisionGraph(ctx: LayerContext, config: Blip2Config): 
     const path = `/vision/layers.${i}`;
     const n1 = await layerNorm(ctx, `${path}/layer_norm1`, h, `${prefix}.layer_norm1`, D, v.layerNormEps);
     const qkvW = await readQkv(ctx, `${prefix}.self_attn`, D, scale);
-    const qkv = linearFromData(ctx, `${path}/attn/qkv`, n1, { weight: qkvW.weight, n: 3 * D, k: D, bias: qkvW.bias });
-    const [q, k, val] = b.opN(`${path}/attn/qkv/Split`, 'Split', [qkv, b.int64([D, D, D])], { axis: -1 }, { outputs: 3 });
+    const qkv = linearFromData(ctx, `${path}/attn/qkv`, n1, {
+      weight: qkvW.weight,
+      n: 3 * D,
+      k: D,
+      bias: qkvW.bias,
+    });
+    const [q, k, val] = b.opN(
+      `${path}/attn/qkv/Split`,
+      'Split',
+      [qkv, b.int64([D, D, D])],
+      { axis: -1 },
+      { outputs: 3 },
+    );
     const qh = splitHeads(b, `${path}/attn/q`, q!, heads, headDim);
     const kT = splitHeads(b, `${path}/attn/k`, k!, heads, headDim, true);
     const vh = splitHeads(b, `${path}/attn/v`, val!, heads, headDim);
     const ctxh = scaledDotAttention(b, `${path}/attn`, qh, kT, vh);
     const merged = mergeHeads(b, `${path}/attn/merge`, ctxh, D);
-    const proj = await linear(ctx, `${path}/attn/projection`, merged, `${prefix}.self_attn.projection`, D, D, { bias: true });
+    const proj = await linear(
+      ctx,
+      `${path}/attn/projection`,
+      merged,
+      `${prefix}.self_attn.projection`,
+      D,
+      D,
+      { bias: true },
+    );
     h = b.op(`${path}/attn/residual`, 'Add', [h, proj]);
 
     const n2 = await layerNorm(ctx, `${path}/layer_norm2`, h, `${prefix}.layer_norm2`, D, v.layerNormEps);
-    const fc1 = await linear(ctx, `${path}/mlp/fc1`, n2, `${prefix}.mlp.fc1`, v.intermediateSize, D, { bias: true });
+    const fc1 = await linear(ctx, `${path}/mlp/fc1`, n2, `${prefix}.mlp.fc1`, v.intermediateSize, D, {
+      bias: true,
+    });
     const act = gelu(b, `${path}/mlp/act`, fc1);
-    const fc2 = await linear(ctx, `${path}/mlp/fc2`, act, `${prefix}.mlp.fc2`, D, v.intermediateSize, { bias: true });
+    const fc2 = await linear(ctx, `${path}/mlp/fc2`, act, `${prefix}.mlp.fc2`, D, v.intermediateSize, {
+      bias: true,
+    });
     h = b.op(`${path}/mlp/residual`, 'Add', [h, fc2]);
   }
   const out = await layerNorm(ctx, '/vision/post_layernorm', h, `${P}.post_layernorm`, D, v.layerNormEps);

@@ -127,7 +127,13 @@ export class GraphBuilder {
   }
 
   /** Adds a node; returns its output names. */
-  opN(nodeName: string, opType: string, inputs: string[], attrs: Record<string, AttrInput> = {}, options: OpOptions = {}): string[] {
+  opN(
+    nodeName: string,
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, AttrInput> = {},
+    options: OpOptions = {},
+  ): string[] {
     if (this.usedNodeNames.has(nodeName)) throw new Error(`duplicate node name ${nodeName}`);
     this.usedNodeNames.add(nodeName);
     const outputs =
@@ -148,7 +154,13 @@ export class GraphBuilder {
   }
 
   /** Adds a single-output node; returns its output name. */
-  op(nodeName: string, opType: string, inputs: string[], attrs: Record<string, AttrInput> = {}, options: OpOptions = {}): string {
+  op(
+    nodeName: string,
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, AttrInput> = {},
+    options: OpOptions = {},
+  ): string {
     return this.opN(nodeName, opType, inputs, attrs, options)[0]!;
   }
 

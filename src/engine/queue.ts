@@ -1,0 +1,215 @@
+/**
+ * Runs inference jobs one at a time: onnxruntime already spreads one run over every core, so two runs at once
+ * would only make both slower. Waiting is bounded, so a burst of requests gets a quick "busy" answer instead of
+ * a reply minutes later.
+ *
+ * A job gets an AbortSignal and must honour it: the caller's promise settles at once on abort or timeout, but the
+ * next job starts only when the aborted one has really stopped (its promise settled), so one run never overlaps
+ * another.
+ */
+
+import { QueueFullError, RequestAbortedError, RequestTimeoutError } from './errors.js';
+
+export class QueueClosedError extends Error {
+  override name = 'QueueClosedError';
+  readonly userMessage = 'The bot is shutting down. Please try again in a moment.';
+  constructor() {
+    super('the inference queue is closed (shutting down)');
+  }
+}
+
+export interface InferenceQueueOptions {
+  /** How many requests may wait behind the running one; more are refused with QueueFullError. */
+  capacity: number;
+  /** Limit for waiting + running when a request gives none; 0 or undefined = no limit. */
+  defaultTimeoutMs?: number;
+}
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  /** Limit for waiting + running; overrides the queue's default; 0 or Infinity = no limit. */
+  timeoutMs?: number;
+  /** Called with the request's place in line (1 = next) when it starts waiting and whenever that changes. */
+  onPosition?: (position: number) => void;
+}
+
+export type Job<T> = (signal: AbortSignal) => Promise<T>;
+
+interface Entry {
+  readonly job: Job<unknown>;
+  readonly controller: AbortController;
+  readonly onPosition: ((position: number) => void) | undefined;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+  /** The caller's promise has settled (result, error, abort, timeout or close). */
+  settled: boolean;
+  lastPosition: number;
+  release(): void;
+}
+
+export class InferenceQueue {
+  readonly capacity: number;
+  readonly defaultTimeoutMs: number | undefined;
+  readonly #waiting: Entry[] = [];
+  #current: Entry | undefined;
+  /** Settles when the current job's function has returned or thrown. */
+  #currentDone: Promise<void> = Promise.resolve();
+  #closed = false;
+  #idle: Array<() => void> = [];
+
+  constructor(options: InferenceQueueOptions) {
+    if (!Number.isInteger(options.capacity) || options.capacity < 0) {
+      throw new RangeError(`queue capacity must be a whole number >= 0, got ${options.capacity}`);
+    }
+    if (options.defaultTimeoutMs !== undefined) checkTimeout(options.defaultTimeoutMs);
+    this.capacity = options.capacity;
+    this.defaultTimeoutMs = options.defaultTimeoutMs;
+  }
+
+  /** Requests waiting, not counting the running one. */
+  get length(): number {
+    return this.#waiting.length;
+  }
+
+  /** True while a job's function is executing (also after its caller gave up, until the job stops). */
+  get running(): boolean {
+    return this.#current !== undefined;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  run<T>(job: Job<T>, options: RunOptions = {}): Promise<T> {
+    if (this.#closed) return Promise.reject(new QueueClosedError());
+    const { signal, onPosition } = options;
+    if (signal?.aborted) return Promise.reject(new RequestAbortedError({ cause: signal.reason }));
+    const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
+    if (timeoutMs !== undefined) checkTimeout(timeoutMs);
+    const mustWait = this.#current !== undefined || this.#waiting.length > 0;
+    if (mustWait && this.#waiting.length >= this.capacity) {
+      return Promise.reject(new QueueFullError(this.capacity));
+    }
+
+    return new Promise<T>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => this.#fail(entry, new RequestAbortedError({ cause: signal?.reason }));
+      const entry: Entry = {
+        job: job as Job<unknown>,
+        controller: new AbortController(),
+        onPosition,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        settled: false,
+        lastPosition: 0,
+        release() {
+          if (timer) clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        },
+      };
+      if (timeoutMs && Number.isFinite(timeoutMs)) {
+        const delay = Math.min(timeoutMs, MAX_TIMER_MS);
+        timer = setTimeout(() => this.#fail(entry, new RequestTimeoutError(timeoutMs)), delay);
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiting.push(entry);
+      this.#pump();
+      this.#reportPositions();
+    });
+  }
+
+  /** Resolves once nothing waits and nothing runs. New requests are still accepted meanwhile. */
+  drain(): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /**
+   * Graceful shutdown: refuses new requests, rejects the waiting ones with QueueClosedError and resolves when
+   * the running job has stopped. With `abortRunning`, the running job's signal is aborted as well (its caller
+   * gets QueueClosedError). Calling it again waits for the same job.
+   */
+  async close(options: { abortRunning?: boolean } = {}): Promise<void> {
+    this.#closed = true;
+    for (const entry of this.#waiting.splice(0)) this.#settle(entry, { error: new QueueClosedError() });
+    const current = this.#current;
+    if (current && options.abortRunning) this.#fail(current, new QueueClosedError());
+    if (!current) this.#pump();
+    await this.#currentDone;
+  }
+
+  #isIdle(): boolean {
+    return this.#current === undefined && this.#waiting.length === 0;
+  }
+
+  /** Starts the next job when none runs. */
+  #pump(): void {
+    if (this.#current !== undefined) return;
+    const entry = this.#waiting.shift();
+    if (!entry) {
+      for (const resolve of this.#idle.splice(0)) resolve();
+      return;
+    }
+    this.#current = entry;
+    let result: Promise<unknown>;
+    try {
+      result = Promise.resolve(entry.job(entry.controller.signal));
+    } catch (error) {
+      result = Promise.reject(error);
+    }
+    // Free the slot before the caller hears back, so a caller that goes straight on to its next request finds
+    // the queue as it really is (not still busy with the job it just got the answer to).
+    const finish = (outcome: { value: unknown } | { error: unknown }) => {
+      this.#current = undefined;
+      this.#pump();
+      this.#reportPositions();
+      this.#settle(entry, outcome);
+    };
+    this.#currentDone = result.then(
+      (value) => finish({ value }),
+      (error: unknown) => finish({ error }),
+    );
+  }
+
+  /** Ends a request early (abort, timeout, close): drops it from the line or aborts its running job. */
+  #fail(entry: Entry, error: Error): void {
+    if (entry.settled) return;
+    const index = this.#waiting.indexOf(entry);
+    if (index >= 0) this.#waiting.splice(index, 1);
+    else if (entry === this.#current) entry.controller.abort(error);
+    this.#settle(entry, { error });
+    this.#reportPositions();
+  }
+
+  #settle(entry: Entry, outcome: { value: unknown } | { error: unknown }): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    entry.release();
+    if ('error' in outcome) entry.reject(outcome.error);
+    else entry.resolve(outcome.value);
+  }
+
+  /** Tells each waiting request its place in line, when it changed since last told. */
+  #reportPositions(): void {
+    // A callback may abort its own or another request, which edits the line: walk a snapshot, look positions up live.
+    for (const entry of [...this.#waiting]) {
+      const position = this.#waiting.indexOf(entry) + 1;
+      if (position === 0 || position === entry.lastPosition) continue;
+      entry.lastPosition = position;
+      try {
+        entry.onPosition?.(position);
+      } catch {
+        // A broken progress callback must not break the queue for everyone else.
+      }
+    }
+  }
+}
+
+/** setTimeout fires at once for longer delays; nobody waits 24 days for an answer anyway. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function checkTimeout(timeoutMs: number): void {
+  if (!(timeoutMs >= 0)) {
+    throw new RangeError(`timeoutMs must be a number of milliseconds >= 0, got ${timeoutMs}`);
+  }
+}
