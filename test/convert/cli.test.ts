@@ -1,5 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,13 +23,18 @@ function cli(...args: string[]) {
 }
 
 /** Copies a checkpoint dir, letting `edit` change its tensors before they are written. */
-async function variant(src: string, dst: string, edit: (tensors: Map<string, { dtype: string; shape: number[]; data: Float32Array }>) => void) {
+async function variant(
+  src: string,
+  dst: string,
+  edit: (tensors: Map<string, { dtype: string; shape: number[]; data: Float32Array }>) => void,
+) {
   const tensors = (await readSafetensorsFile(join(src, 'model.safetensors'))) as unknown as Map<
     string,
     { dtype: string; shape: number[]; data: Float32Array }
   >;
   edit(tensors);
-  for (const f of readdirSync(src)) if (f !== 'model.safetensors') writeFileSync(join(dst, f), readFileSync(join(src, f)));
+  for (const f of readdirSync(src))
+    if (f !== 'model.safetensors') writeFileSync(join(dst, f), readFileSync(join(src, f)));
   await writeSafetensors(
     join(dst, 'model.safetensors'),
     [...tensors].map(([name, t]) => ({ name, dtype: 'F32' as const, shape: t.shape, data: t.data })),

@@ -20,12 +20,16 @@ type Outputs = Record<string, Float32Array>;
 async function runAll(modelDir: string, pixels: LoadedTensor): Promise<Outputs> {
   const open = (f: string) => ort.InferenceSession.create(join(modelDir, f));
   const [vision, qformer, encoder, crossKv, decoder] = await Promise.all(
-    ['vision_encoder.onnx', 'qformer.onnx', 't5_encoder.onnx', 't5_cross_kv.onnx', 't5_decoder.onnx'].map(open),
+    ['vision_encoder.onnx', 'qformer.onnx', 't5_encoder.onnx', 't5_cross_kv.onnx', 't5_decoder.onnx'].map(
+      open,
+    ),
   );
   const ids = new ort.Tensor('int64', BigInt64Array.from(PROMPT_IDS.map(BigInt)), [1, PROMPT_IDS.length]);
   const E = QUERY_TOKENS + PROMPT_IDS.length;
   const mask = new ort.Tensor('int64', new BigInt64Array(E).fill(1n), [1, E]);
-  const v = await vision!.run({ pixel_values: new ort.Tensor('float32', pixels.data as Float32Array, pixels.shape) });
+  const v = await vision!.run({
+    pixel_values: new ort.Tensor('float32', pixels.data as Float32Array, pixels.shape),
+  });
   const q = await qformer!.run({ image_embeds: v.image_embeds! });
   const e = await encoder!.run({ query_embeds: q.query_embeds!, input_ids: ids, attention_mask: mask });
   const kv = await crossKv!.run({ encoder_hidden_states: e.encoder_hidden_states! });
@@ -43,7 +47,10 @@ async function runAll(modelDir: string, pixels: LoadedTensor): Promise<Outputs> 
   const textOnly = await encoder!.run({
     query_embeds: new ort.Tensor('float32', new Float32Array(0), [1, 0, 32]),
     input_ids: ids,
-    attention_mask: new ort.Tensor('int64', new BigInt64Array(PROMPT_IDS.length).fill(1n), [1, PROMPT_IDS.length]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(PROMPT_IDS.length).fill(1n), [
+      1,
+      PROMPT_IDS.length,
+    ]),
   });
   for (const s of [vision, qformer, encoder, crossKv, decoder]) await s!.release();
   return {
@@ -68,7 +75,8 @@ describe.skipIf(!HAS_SHARED)('converter parity with Hugging Face on blip2-tiny',
       models[dtype] = join(work, dtype);
       await convertCheckpoint(TINY_FIXTURE_DIR, models[dtype]!, { dtype });
       outputs[dtype] = [];
-      for (let i = 0; i < 3; i++) outputs[dtype]!.push(await runAll(models[dtype]!, golden.get(`pixel_values.${i}`)!));
+      for (let i = 0; i < 3; i++)
+        outputs[dtype]!.push(await runAll(models[dtype]!, golden.get(`pixel_values.${i}`)!));
     }
   });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -88,7 +96,10 @@ describe.skipIf(!HAS_SHARED)('converter parity with Hugging Face on blip2-tiny',
         expect(diff.scaled, `${name}.${i}: max abs ${diff.maxAbs}`).toBeLessThanOrEqual(TOLERANCE);
       }
     }
-    const textOnly = compare(outputs.fp32![0]!['t5.encoder_text_only']!, golden.get('t5.encoder_text_only')!.data as Float32Array);
+    const textOnly = compare(
+      outputs.fp32![0]!['t5.encoder_text_only']!,
+      golden.get('t5.encoder_text_only')!.data as Float32Array,
+    );
     expect(textOnly.scaled).toBeLessThanOrEqual(TOLERANCE);
   });
 
@@ -98,7 +109,10 @@ describe.skipIf(!HAS_SHARED)('converter parity with Hugging Face on blip2-tiny',
       ['decoder', false],
     ] as const) {
       const table = relativePositionTable(bidirectional, 32, 128);
-      const expected = Array.from(golden.get(`t5.${stack}.relative_position_bucket.rel_m300_p300`)!.data as BigInt64Array, Number);
+      const expected = Array.from(
+        golden.get(`t5.${stack}.relative_position_bucket.rel_m300_p300`)!.data as BigInt64Array,
+        Number,
+      );
       const ours = expected.map((_, k) => table[Math.max(-128, Math.min(128, k - 300)) + 128]);
       expect(ours).toEqual(expected);
     }
@@ -115,7 +129,9 @@ describe.skipIf(!HAS_SHARED)('converter parity with Hugging Face on blip2-tiny',
       for (let i = 0; i < 3; i++) {
         for (const name of perImage) {
           const diff = compare(outputs[dtype]![i]![name]!, outputs.fp32![i]![name]!);
-          rows.push(`${dtype} ${name}.${i}: cosine ${diff.cosine.toFixed(5)}, max abs ${diff.maxAbs.toExponential(2)}`);
+          rows.push(
+            `${dtype} ${name}.${i}: cosine ${diff.cosine.toFixed(5)}, max abs ${diff.maxAbs.toExponential(2)}`,
+          );
           expect(diff.cosine, `${name}.${i}`).toBeGreaterThanOrEqual(minCosine);
         }
       }

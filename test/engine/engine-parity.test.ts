@@ -48,7 +48,11 @@ describe.skipIf(!HAS_SHARED)('generation parity with HF on blip2-tiny (golden id
   for (const [result, prompt, options] of cases) {
     it(`${result}: ids equal golden.json for every image (from golden pixel_values)`, async () => {
       for (let i = 0; i < 3; i++) {
-        const r = await engine.generate({ image: pixels(i), inputIds: golden.prompts[prompt].input_ids, options });
+        const r = await engine.generate({
+          image: pixels(i),
+          inputIds: golden.prompts[prompt].input_ids,
+          options,
+        });
         expect([0, ...r.ids], `image ${i}`).toEqual(golden.results[result][i]);
       }
     });
@@ -59,11 +63,17 @@ describe.skipIf(!HAS_SHARED)('generation parity with HF on blip2-tiny (golden id
     let same = 0;
     for (let i = 0; i < 3; i++) {
       const bytes = new Uint8Array(readFileSync(join(TINY_FIXTURE_DIR, golden.images[i]!.file)));
-      const r = await engine.generate({ image: bytes, inputIds: golden.prompts.prompt.input_ids, options: GREEDY });
+      const r = await engine.generate({
+        image: bytes,
+        inputIds: golden.prompts.prompt.input_ids,
+        options: GREEDY,
+      });
       const ours = [0, ...r.ids];
       const gold = golden.results.greedy[i]!;
       if (JSON.stringify(ours) === JSON.stringify(gold)) same++;
-      rows.push(`image ${i} greedy from our pixels: ${ours.join(',')}\n        golden:                ${gold.join(',')}`);
+      rows.push(
+        `image ${i} greedy from our pixels: ${ours.join(',')}\n        golden:                ${gold.join(',')}`,
+      );
       // The first tokens depend least on sub-0.02 pixel differences: they must agree.
       expect(ours.slice(0, 2)).toEqual(gold.slice(0, 2));
     }

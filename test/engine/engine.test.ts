@@ -11,7 +11,11 @@ import { HAS_SHARED, IMAGES_DIR } from '../helpers/shared.js';
 async function photo(seed: number): Promise<Uint8Array> {
   const raw = Buffer.alloc(64 * 48 * 3);
   for (let i = 0; i < raw.length; i++) raw[i] = (i * 31 + seed * 97) % 251;
-  return new Uint8Array(await sharp(raw, { raw: { width: 64, height: 48, channels: 3 } }).png().toBuffer());
+  return new Uint8Array(
+    await sharp(raw, { raw: { width: 64, height: 48, channels: 3 } })
+      .png()
+      .toBuffer(),
+  );
 }
 
 describe('Blip2Engine on the demo model', () => {
@@ -37,7 +41,11 @@ describe('Blip2Engine on the demo model', () => {
     const bytes = await photo(1);
     const runs = () => ({ ...engine.model.runs });
     const before = runs();
-    const first = await engine.generate({ image: bytes, task: 'caption', options: { numBeams: 1, maxNewTokens: 5 } });
+    const first = await engine.generate({
+      image: bytes,
+      task: 'caption',
+      options: { numBeams: 1, maxNewTokens: 5 },
+    });
     expect(first.imageCached).toBe(false);
     expect(engine.model.runs.vision - before.vision).toBe(1);
     expect(engine.model.runs.qformer - before.qformer).toBe(1);
@@ -64,7 +72,11 @@ describe('Blip2Engine on the demo model', () => {
     const key = await engine.encodeImage(bytes);
     const reopened = await Blip2Engine.load(modelDir, { dataDir });
     try {
-      const r = await reopened.generate({ image: key, question: 'what colour?', options: { maxNewTokens: 3 } });
+      const r = await reopened.generate({
+        image: key,
+        question: 'what colour?',
+        options: { maxNewTokens: 3 },
+      });
       expect(r.imageCached).toBe(true);
       expect(reopened.model.runs.vision).toBe(0);
       expect(reopened.model.runs.qformer).toBe(0);
@@ -74,7 +86,9 @@ describe('Blip2Engine on the demo model', () => {
   });
 
   it('an unknown image key says the picture has to be sent again', async () => {
-    await expect(engine.generate({ image: 'img-0000', question: 'hi?' })).rejects.toMatchObject({ code: 'expired' });
+    await expect(engine.generate({ image: 'img-0000', question: 'hi?' })).rejects.toMatchObject({
+      code: 'expired',
+    });
   });
 
   it('expired cache entries are recomputed from bytes, and a key alone is refused after the TTL', async () => {
@@ -94,7 +108,11 @@ describe('Blip2Engine on the demo model', () => {
   it('sampling with a seed is reproducible and depends on the seed', async () => {
     const bytes = await photo(4);
     const sample = (seed: number) =>
-      engine.generate({ image: bytes, task: 'caption', options: { doSample: true, seed, numBeams: 1, maxNewTokens: 8, minNewTokens: 8 } });
+      engine.generate({
+        image: bytes,
+        task: 'caption',
+        options: { doSample: true, seed, numBeams: 1, maxNewTokens: 8, minNewTokens: 8 },
+      });
     const a = await sample(11);
     const b = await sample(11);
     const c = await sample(12);
@@ -136,7 +154,12 @@ describe('Blip2Engine on the demo model', () => {
       const bytes = await photo(7);
       const positions: number[][] = [[], [], [], []];
       const jobs = positions.map((p, i) =>
-        small.generate({ image: bytes, question: `q${i}?`, options: { maxNewTokens: 3 }, onQueuePosition: (n) => p.push(n) }),
+        small.generate({
+          image: bytes,
+          question: `q${i}?`,
+          options: { maxNewTokens: 3 },
+          onQueuePosition: (n) => p.push(n),
+        }),
       );
       const overflow = small.generate({ image: bytes, question: 'one too many?' });
       await expect(overflow).rejects.toBeInstanceOf(QueueFullError);
@@ -152,8 +175,12 @@ describe('Blip2Engine on the demo model', () => {
   });
 
   it('an empty question and a non-image are refused politely', async () => {
-    await expect(engine.generate({ image: await photo(8), question: '   ' })).rejects.toBeInstanceOf(InputError);
-    const err = await engine.generate({ image: new TextEncoder().encode('%PDF-1.7 hello'), question: 'what?' }).catch((e) => e);
+    await expect(engine.generate({ image: await photo(8), question: '   ' })).rejects.toBeInstanceOf(
+      InputError,
+    );
+    const err = await engine
+      .generate({ image: new TextEncoder().encode('%PDF-1.7 hello'), question: 'what?' })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(ImageError);
     expect((err as ImageError).userMessage).toMatch(/PDF/i);
   });
@@ -161,8 +188,16 @@ describe('Blip2Engine on the demo model', () => {
   it('drops the oldest turns when history does not fit the encoder budget, never the question', async () => {
     const tight = await Blip2Engine.load(modelDir, { store: { kind: 'memory' }, encoderBudget: 60 });
     try {
-      const history = Array.from({ length: 10 }, (_, i) => ({ question: `question number ${i} about it?`, answer: `answer ${i}` }));
-      const r = await tight.generate({ image: await photo(9), question: 'last one?', history, options: { maxNewTokens: 2 } });
+      const history = Array.from({ length: 10 }, (_, i) => ({
+        question: `question number ${i} about it?`,
+        answer: `answer ${i}`,
+      }));
+      const r = await tight.generate({
+        image: await photo(9),
+        question: 'last one?',
+        history,
+        options: { maxNewTokens: 2 },
+      });
       expect(r.droppedTurns).toBeGreaterThan(0);
       expect(r.droppedTurns).toBeLessThan(10);
     } finally {
