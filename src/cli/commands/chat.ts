@@ -44,9 +44,15 @@ export async function chatCommand(argv: string[]): Promise<number> {
   let rl: ReturnType<typeof createInterface> | undefined;
   try {
     if (engine.demo) console.log(`note: ${DEMO_NOTICE}`);
-    let image = await withSpinner('Reading the picture', async () =>
-      engine.encodeImage(new Uint8Array(await readFile(imagePath))),
-    );
+    const readPicture = async (path: string) => {
+      const started = performance.now();
+      const key = await withSpinner('Reading the picture', async () =>
+        engine.encodeImage(new Uint8Array(await readFile(path))),
+      );
+      console.log(`[picture ready in ${(performance.now() - started).toFixed(0)} ms]`);
+      return key;
+    };
+    let image = await readPicture(imagePath);
     let history: Turn[] = [];
     console.log(`Talking about ${imagePath}. Ask a question, /caption, /image <file>, /quit.`);
     // Created only now so that piped lines are not consumed while the first picture was being read.
@@ -64,9 +70,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
       if (line.startsWith('/image ')) {
         imagePath = line.slice('/image '.length).trim();
         try {
-          image = await withSpinner('Reading the picture', async () =>
-            engine.encodeImage(new Uint8Array(await readFile(imagePath))),
-          );
+          image = await readPicture(imagePath);
           history = [];
           console.log(`Now talking about ${imagePath}.`);
         } catch (e) {
