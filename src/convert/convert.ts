@@ -9,12 +9,14 @@ import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 
 import { basename, dirname, join, resolve } from 'node:path';
 import { type Blip2Config, ConfigError, resolveBlip2Config } from '../model/config.js';
 import {
+  DTYPE_FORMATS,
   GRAPH_FILES,
   type GraphName,
   MANIFEST_FILE,
   MODEL_FORMAT,
   MODEL_FORMAT_VERSION,
   type ModelManifest,
+  WEIGHT_DTYPES,
   type WeightDtype,
 } from '../model/graph-io.js';
 import { buildQFormerGraph } from './graphs/qformer.js';
@@ -154,15 +156,12 @@ export async function convertCheckpoint(
   const started = performance.now();
   const log = options.log ?? (() => {});
   const dtype: WeightDtype = options.dtype ?? 'fp32';
-  if (!['fp32', 'int8', 'int4'].includes(dtype))
-    throw new ConvertError(`unknown dtype "${dtype}" (fp32, int8, int4)`);
-  const quant: QuantOptions = {
-    dtype,
-    blockSize: options.blockSize ?? 32,
-    accuracyLevel: options.accuracyLevel ?? 4,
-  };
-  if (quant.blockSize < 16 || (quant.blockSize & (quant.blockSize - 1)) !== 0) {
-    throw new ConvertError(`--block-size must be a power of two ≥ 16, got ${quant.blockSize}`);
+  if (!WEIGHT_DTYPES.includes(dtype))
+    throw new ConvertError(`unknown dtype "${dtype}" (${WEIGHT_DTYPES.join(', ')})`);
+  const blockSize = options.blockSize ?? 32;
+  const accuracyLevel = options.accuracyLevel ?? 4;
+  if (blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
+    throw new ConvertError(`--block-size must be a power of two ≥ 16, got ${blockSize}`);
   }
   from = resolve(from);
   out = resolve(out);
@@ -199,12 +198,18 @@ export async function convertCheckpoint(
       current = name;
       const file = GRAPH_FILES[name];
       const builder = new GraphBuilder(name, join(work, `${file}.data`));
+      const quant: QuantOptions = { format: DTYPE_FORMATS[dtype][name], blockSize, accuracyLevel };
       await BUILDERS[name]({ b: builder, weights: reader, quant }, config);
       const bytes = builder.finish(GRAPH_DOCS[name], { 'blip2-bot.dtype': dtype });
       await writeFile(join(work, file), bytes);
       const size = bytes.length + builder.externalBytes;
       bytesWritten += size;
-      graphs[name] = { file, bytes: size, ...(builder.hasExternalData ? { dataFile: `${file}.data` } : {}) };
+      graphs[name] = {
+        file,
+        bytes: size,
+        weights: quant.format,
+        ...(builder.hasExternalData ? { dataFile: `${file}.data` } : {}),
+      };
       log(`  ${file}: ${(size / 1e6).toFixed(1)} MB`);
     }
 
@@ -239,9 +244,7 @@ export async function convertCheckpoint(
       converterVersion: CONVERTER_VERSION,
       modelId,
       dtype,
-      ...(dtype !== 'fp32'
-        ? { quantization: { blockSize: quant.blockSize, accuracyLevel: quant.accuracyLevel } }
-        : {}),
+      ...(dtype !== 'fp32' ? { quantization: { blockSize, accuracyLevel } } : {}),
       demo: options.demo ?? false,
       source: { dir: from, checksum, config: raw },
       graphs,

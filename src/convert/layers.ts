@@ -2,7 +2,7 @@
  * Layer helpers shared by the graphs: each reads its weights from the checkpoint and adds the ops for one
  * building block under a readable node path.
  */
-import type { WeightDtype } from '../model/graph-io.js';
+import type { WeightFormat } from '../model/graph-io.js';
 import { type GraphBuilder, MS_DOMAIN } from './onnx/graph-builder.js';
 import { type QuantBits, quantizeBlockwise } from './quantize.js';
 
@@ -13,7 +13,7 @@ export interface WeightReader {
 }
 
 export interface QuantOptions {
-  dtype: WeightDtype;
+  format: WeightFormat;
   /** K-block size of MatMulNBits (power of two ≥ 16). */
   blockSize: number;
   /** MatMulNBits accuracy_level: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8 compute. */
@@ -29,8 +29,23 @@ export interface LayerContext {
 /** Finite stand-in for −∞ in additive masks, as HF uses `finfo(float32).min`. */
 export const FLOAT32_MIN = -3.4028234663852886e38;
 
-function quantBits(dtype: WeightDtype): QuantBits | undefined {
-  return dtype === 'int4' ? 4 : dtype === 'int8' ? 8 : undefined;
+function quantBits(format: WeightFormat): QuantBits | undefined {
+  return format === 'int4' ? 4 : format === 'int8' ? 8 : undefined;
+}
+
+/** Per-output-channel symmetric int8 weights, transposed to [K, N] as DynamicQuantizeMatMul takes them. */
+function quantizePerChannel(w: Float32Array, n: number, k: number): { q: Int8Array; scales: Float32Array } {
+  const q = new Int8Array(k * n);
+  const scales = new Float32Array(n);
+  for (let r = 0; r < n; r++) {
+    const base = r * k;
+    let max = 0;
+    for (let c = 0; c < k; c++) max = Math.max(max, Math.abs(w[base + c]!));
+    const scale = max / 127 || 1;
+    scales[r] = scale;
+    for (let c = 0; c < k; c++) q[c * n + r] = Math.round(w[base + c]! / scale);
+  }
+  return { q, scales };
 }
 
 function transpose2d(w: Float32Array, rows: number, cols: number): Float32Array {
@@ -55,9 +70,16 @@ export interface LinearWeights {
 /** `x @ W^T + b` with W as HF stores it; a MatMulNBits node when the model is quantised. */
 export function linearFromData(ctx: LayerContext, path: string, x: string, lw: LinearWeights): string {
   const { b, quant } = ctx;
-  const bits = lw.keepFloat ? undefined : quantBits(quant.dtype);
+  const format: WeightFormat = lw.keepFloat ? 'fp32' : quant.format;
+  const bits = quantBits(format);
   let y: string;
-  if (bits) {
+  if (format === 'int8-dynamic') {
+    const { q, scales } = quantizePerChannel(lw.weight, lw.n, lw.k);
+    const w = b.weight(`${path}.weight_int8`, q, [lw.k, lw.n], false);
+    const s = b.weight(`${path}.weight_scales`, scales, [lw.n], false);
+    b.parameters += lw.n * lw.k;
+    y = b.op(`${path}/DynamicQuantizeMatMul`, 'DynamicQuantizeMatMul', [x, w, s], {}, { domain: MS_DOMAIN });
+  } else if (bits) {
     const q = quantizeBlockwise(lw.weight, lw.n, lw.k, bits, quant.blockSize);
     const packed = b.weight(`${path}.weight_q${bits}`, q.packed, [q.n, q.blocks, q.blobSize], false);
     const scales = b.weight(`${path}.weight_scales`, q.scales, [q.n * q.blocks], false);

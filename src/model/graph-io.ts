@@ -74,7 +74,38 @@ export const DECODER_IO = {
   presentValue: (layer: number) => `present.${layer}.value`,
 } as const;
 
-export type WeightDtype = 'fp32' | 'int8' | 'int4';
+/** What `convert --dtype` takes: one format for every graph, or `mixed` (fastest per graph on CPU). */
+export type WeightDtype = 'fp32' | 'int8' | 'int4' | 'mixed';
+export const WEIGHT_DTYPES: readonly WeightDtype[] = ['fp32', 'int8', 'int4', 'mixed'];
+
+/**
+ * How one graph stores its large MatMul weights: float32; MatMulNBits with 8- or 4-bit block-quantised weights;
+ * or DynamicQuantizeMatMul with per-channel int8 weights and activations quantised on the fly (the fastest
+ * kernel for the many-row, compute-bound vision encoder and T5 encoder).
+ */
+export type WeightFormat = 'fp32' | 'int8' | 'int4' | 'int8-dynamic';
+
+const UNIFORM = (f: WeightFormat): Record<GraphName, WeightFormat> => ({
+  vision: f,
+  qformer: f,
+  encoder: f,
+  crossKv: f,
+  decoder: f,
+});
+
+/** Per-graph weight format of each `--dtype`. `mixed`: int8 kernels where compute-bound, int4 where memory-bound. */
+export const DTYPE_FORMATS: Record<WeightDtype, Record<GraphName, WeightFormat>> = {
+  fp32: UNIFORM('fp32'),
+  int8: UNIFORM('int8'),
+  int4: UNIFORM('int4'),
+  mixed: {
+    vision: 'int8-dynamic',
+    qformer: 'int8-dynamic',
+    encoder: 'int8-dynamic',
+    crossKv: 'int8-dynamic',
+    decoder: 'int4',
+  },
+};
 
 /** What `convert` writes last into a model dir; its presence with `complete: true` marks a finished model. */
 export interface ModelManifest {
@@ -95,7 +126,7 @@ export interface ModelManifest {
     checksum: string;
     config: unknown;
   };
-  graphs: Record<GraphName, { file: string; dataFile?: string; bytes: number }>;
+  graphs: Record<GraphName, { file: string; dataFile?: string; bytes: number; weights: WeightFormat }>;
   tokenizerFiles: string[];
   preprocessorConfig?: unknown;
   stats: { tensors: number; parameters: number; bytesWritten: number; seconds: number };

@@ -71,7 +71,7 @@ describe.skipIf(!HAS_SHARED)('converter parity with Hugging Face on blip2-tiny',
 
   beforeAll(async () => {
     golden = await readSafetensorsFile(join(TINY_FIXTURE_DIR, 'golden.safetensors'));
-    for (const dtype of ['fp32', 'int8', 'int4'] as const) {
+    for (const dtype of ['fp32', 'int8', 'int4', 'mixed'] as const) {
       models[dtype] = join(work, dtype);
       await convertCheckpoint(TINY_FIXTURE_DIR, models[dtype]!, { dtype });
       outputs[dtype] = [];
@@ -123,6 +123,7 @@ describe.skipIf(!HAS_SHARED)('converter parity with Hugging Face on blip2-tiny',
   for (const [dtype, minCosine] of [
     ['int8', 0.999],
     ['int4', 0.9],
+    ['mixed', 0.9],
   ] as const) {
     it(`${dtype} outputs stay close to fp32 (cosine ≥ ${minCosine})`, () => {
       const rows: string[] = [];

@@ -1,13 +1,15 @@
 import { type ConvertOptions, convertCheckpoint } from '../../convert/convert.js';
-import type { WeightDtype } from '../../model/graph-io.js';
+import { WEIGHT_DTYPES, type WeightDtype } from '../../model/graph-io.js';
 import { optionalInt, parse, requireString, UsageError } from '../args.js';
 import { ProgressBar } from '../progress.js';
 
-export const CONVERT_USAGE = `Usage: blip2-bot convert --from <hf-dir> --out <model-dir> [--dtype fp32|int8|int4]
+export const CONVERT_USAGE = `Usage: blip2-bot convert --from <hf-dir> --out <model-dir> [--dtype fp32|int8|int4|mixed]
                          [--block-size 32] [--accuracy-level 4] [--force]
 
 Converts a Hugging Face BLIP-2 FlanT5 checkpoint (config.json, *.safetensors, tokenizer.json) into ONNX graphs.
-  --dtype            weight format of the large MatMuls (default fp32); int8/int4 use MatMulNBits
+  --dtype            weight format of the large MatMuls (default fp32); int8/int4 use MatMulNBits;
+                     mixed: per-channel int8 (DynamicQuantizeMatMul) for vision, Q-Former and T5 encoder,
+                     int4 MatMulNBits for the decoder (the fastest combination on CPU)
   --block-size       MatMulNBits block size along K (power of two ≥ 16, default 32)
   --accuracy-level   MatMulNBits compute: 0 default, 1 fp32, 2 fp16, 3 bf16, 4 int8 (default 4)
   --force            replace an existing converted model in --out`;
