@@ -176,19 +176,20 @@ export class Blip2Engine implements ImageQuestionEngine {
     );
   }
 
+  /** The prompt's ids, and the task whose generation defaults apply (a free-form prompt is a caption prefix). */
   private promptIds(
     request: GenerateRequest,
-    task: Task,
     queryTokens: number,
-  ): { ids: number[]; droppedTurns: number } {
+  ): { ids: number[]; task: Task; droppedTurns: number } {
+    const requested: Task = request.task ?? (request.question !== undefined ? 'question' : 'caption');
     if (request.inputIds) {
       if (request.inputIds.length === 0) throw new InputError('The prompt is empty.');
-      return { ids: [...request.inputIds], droppedTurns: 0 };
+      return { ids: [...request.inputIds], task: requested, droppedTurns: 0 };
     }
     const budget = (this.options.encoderBudget ?? DEFAULT_ENCODER_BUDGET) - queryTokens;
     const built = buildPrompt(
       {
-        task,
+        task: requested,
         ...(request.prompt !== undefined ? { prompt: request.prompt } : {}),
         ...(request.question !== undefined ? { question: request.question } : {}),
         ...(request.history ? { history: request.history } : {}),
@@ -196,12 +197,11 @@ export class Blip2Engine implements ImageQuestionEngine {
       (text) => this.tokenizer.countTokens(text),
       budget,
     );
-    return { ids: this.tokenizer.encode(built.text), droppedTurns: built.droppedTurns };
+    return { ids: this.tokenizer.encode(built.text), task: built.task, droppedTurns: built.droppedTurns };
   }
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {
     const enqueued = performance.now();
-    const task: Task = request.task ?? (request.question !== undefined ? 'question' : 'caption');
     const runOptions = {
       ...(request.signal ? { signal: request.signal } : {}),
       ...(request.timeoutMs !== undefined ? { timeoutMs: request.timeoutMs } : {}),
@@ -229,7 +229,7 @@ export class Blip2Engine implements ImageQuestionEngine {
       }
       signal.throwIfAborted();
 
-      const { ids: inputIds, droppedTurns } = this.promptIds(request, task, embeds?.dims[1] ?? 0);
+      const { ids: inputIds, task, droppedTurns } = this.promptIds(request, embeds?.dims[1] ?? 0);
       const t = this.model.config.text;
       const options = resolveGenerationOptions(task, request.options ?? {}, {
         decoderStartTokenId: t.decoderStartTokenId,

@@ -81,7 +81,7 @@ export const WEIGHT_DTYPES: readonly WeightDtype[] = ['fp32', 'int8', 'int4', 'm
 /**
  * How one graph stores its large MatMul weights: float32; MatMulNBits with 8- or 4-bit block-quantised weights;
  * or DynamicQuantizeMatMul with per-channel int8 weights and activations quantised on the fly (the fastest
- * kernel for the many-row, compute-bound vision encoder and T5 encoder).
+ * kernel for many-row, compute-bound MatMuls).
  */
 export type WeightFormat = 'fp32' | 'int8' | 'int4' | 'int8-dynamic';
 
@@ -93,7 +93,11 @@ const UNIFORM = (f: WeightFormat): Record<GraphName, WeightFormat> => ({
   decoder: f,
 });
 
-/** Per-graph weight format of each `--dtype`. `mixed`: int8 kernels where compute-bound, int4 where memory-bound. */
+/**
+ * Per-graph weight format of each `--dtype`. `mixed`: per-channel int8 for the vision encoder and Q-Former, whose
+ * 257-row MatMuls are compute-bound and run fastest through DynamicQuantizeMatMul; int4 for the T5 stacks, where
+ * few rows make the weights' size the cost (and int4 is as fast as int8 there, at half the memory).
+ */
 export const DTYPE_FORMATS: Record<WeightDtype, Record<GraphName, WeightFormat>> = {
   fp32: UNIFORM('fp32'),
   int8: UNIFORM('int8'),
@@ -101,8 +105,8 @@ export const DTYPE_FORMATS: Record<WeightDtype, Record<GraphName, WeightFormat>>
   mixed: {
     vision: 'int8-dynamic',
     qformer: 'int8-dynamic',
-    encoder: 'int8-dynamic',
-    crossKv: 'int8-dynamic',
+    encoder: 'int4',
+    crossKv: 'int4',
     decoder: 'int4',
   },
 };

@@ -34,10 +34,6 @@ function dataTypeOf(data: WeightData): TensorDataTypeCode {
   return TensorDataType.UINT8;
 }
 
-function bytesOf(data: WeightData): Uint8Array {
-  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-}
-
 export type AttrInput = number | string | number[] | { floats: number[] } | { float: number };
 
 function toAttribute(value: AttrInput): AttributeValue {
@@ -92,8 +88,23 @@ export class GraphBuilder {
 
   /** Adds a weight initializer, written to the external data file when large. */
   weight(name: string, data: WeightData, dims: number[], countAsParameters = true): string {
-    const bytes = bytesOf(data);
-    const tensor: TensorProtoData = { name, dataType: dataTypeOf(data), dims };
+    return this.typedWeight(name, data, dims, dataTypeOf(data), countAsParameters);
+  }
+
+  /** Adds a float16 weight from its raw bits. */
+  float16Weight(name: string, bits: Uint16Array, dims: number[]): string {
+    return this.typedWeight(name, bits, dims, TensorDataType.FLOAT16, true);
+  }
+
+  private typedWeight(
+    name: string,
+    data: WeightData | Uint16Array,
+    dims: number[],
+    dataType: TensorDataTypeCode,
+    countAsParameters: boolean,
+  ): string {
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const tensor: TensorProtoData = { name, dataType, dims };
     if (bytes.length < INLINE_LIMIT_BYTES) {
       tensor.raw = bytes.slice();
     } else {

@@ -1,0 +1,207 @@
+/**
+ * `npm run bench -- --model <dir> [--model <dir> ...] [--runs 3] [--tokens 10] [--json out.json]`
+ *
+ * Per model (one fresh process each): load time, first answer of a fresh process, stage latencies for a new image
+ * and for a follow-up on a cached image (greedy and 5 beams, fixed decode length), peak RSS. Then the machine's
+ * limits measured in the same run (GEMM throughput per kernel kind, weight streaming) and the share of its limit
+ * each stage reaches. Medians over `--runs`.
+ */
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { readManifest } from '../src/convert/convert.js';
+import { resolveBlip2Config } from '../src/model/config.js';
+import type { WeightFormat } from '../src/model/graph-io.js';
+import { type KernelKind, type KernelResult, measureKernel } from './kernels.js';
+import { table } from './util.js';
+import { decoderStepBytes, encoderFlops, visionFlops } from './work.js';
+import type { StageTimes, WorkerReport } from './worker.js';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', multiple: true },
+    runs: { type: 'string' },
+    tokens: { type: 'string' },
+    json: { type: 'string' },
+    threads: { type: 'string' },
+    'skip-kernels': { type: 'boolean' },
+  },
+});
+if (!values.model?.length) {
+  console.error(
+    'Usage: npm run bench -- --model <model-dir> [--model <dir> ...] [--runs 3] [--tokens 10] [--json out.json]',
+  );
+  process.exit(2);
+}
+const runs = values.runs ?? '3';
+const tokens = Number(values.tokens ?? 10);
+const here = import.meta.dirname;
+
+const KERNEL_OF: Record<WeightFormat, KernelKind> = {
+  fp32: 'fp32',
+  'int8-dynamic': 'dq8',
+  int8: 'nbits8',
+  int4: 'nbits4',
+};
+const ms = (v: number) => v.toFixed(0);
+const fmtGB = (b: number) => (b / 1e9).toFixed(2);
+
+function workerRun(model: string): WorkerReport {
+  const args = [
+    '--import',
+    'tsx',
+    join(here, 'worker.ts'),
+    '--model',
+    model,
+    '--runs',
+    runs,
+    '--tokens',
+    String(tokens),
+  ];
+  if (values.threads) args.push('--threads', values.threads);
+  const out = execFileSync(process.execPath, args, {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return JSON.parse(out.trim().split('\n').pop()!) as WorkerReport;
+}
+
+/** Single-thread memcpy of a buffer far larger than the caches: an upper bound on weight streaming. */
+function memcpyGBps(): number {
+  const size = 512 * 1024 * 1024;
+  const a = Buffer.alloc(size, 1);
+  const b = Buffer.alloc(size);
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    a.copy(b);
+    times.push(performance.now() - t);
+  }
+  times.sort((x, y) => x - y);
+  return (2 * size) / (times[2]! * 1e6); // read + write
+}
+
+const reports: WorkerReport[] = [];
+for (const model of values.model) {
+  console.error(`measuring ${model} …`);
+  reports.push(workerRun(model));
+}
+
+const lines: string[] = [];
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}`;
+lines.push(
+  `Machine: ${machine}; ${new Date().toISOString().slice(0, 10)}; ${tokens} new tokens (EOS ignored), medians of ${runs} runs.`,
+);
+
+for (const r of reports) {
+  const s = r.scenarios;
+  const col = (f: (t: StageTimes) => number) =>
+    [s.newGreedy, s.newBeam5, s.followGreedy, s.followBeam5].map((t) => ms(f(t)));
+  lines.push('', `### ${r.dtype} — ${r.model}`, '');
+  lines.push(
+    `model load ${ms(r.loadMs)} ms · first answer of a fresh process (load included) ${ms(r.firstAnswerMs)} ms · peak RSS ${fmtGB(r.peakRssBytes)} GB`,
+    '',
+  );
+  lines.push(
+    table(
+      ['ms', 'new image, greedy', 'new image, 5 beams', 'follow-up, greedy', 'follow-up, 5 beams'],
+      [
+        ['preprocess', ...col((t) => t.preprocessMs)],
+        ['vision', ...col((t) => t.visionMs)],
+        ['Q-Former', ...col((t) => t.qformerMs)],
+        ['T5 encoder + cross K/V', ...col((t) => t.encoderMs)],
+        ['decode per token', ...col((t) => t.decodeMsPerToken)],
+        [`total, ${tokens} tokens`, ...col((t) => t.totalMs)],
+      ],
+    ),
+  );
+}
+
+const json: Record<string, unknown> = { machine, tokens, runs: Number(runs), reports };
+if (!values['skip-kernels']) {
+  const shapes: [string, number, number, number][] = [
+    ['vision MLP (257 rows)', 257, 1408, 6144],
+    ['T5 encoder FFN (43 rows)', 43, 2048, 5120],
+    ['decoder step (1 row)', 1, 2048, 5120],
+    ['decoder, 5 beams (5 rows)', 5, 2048, 5120],
+  ];
+  const kinds: KernelKind[] = ['fp32', 'dq8', 'nbits8', 'nbits4'];
+  const kernels: (KernelResult & { label: string })[] = [];
+  for (const [label, m, k, n] of shapes) {
+    for (const kind of kinds) {
+      kernels.push({ label, ...(await measureKernel(kind, m, k, n, { blockSize: 128, accuracyLevel: 4 })) });
+    }
+  }
+  const streaming = await measureKernel('nbits4', 1, 8192, 16384, {
+    blockSize: 128,
+    accuracyLevel: 4,
+    repeats: 5,
+  });
+  const copy = memcpyGBps();
+  lines.push('', '### Machine limits (same run)', '');
+  lines.push(
+    table(
+      ['shape', 'kernel', 'ms', 'GOP/s'],
+      kernels.map((k) => [`${k.label} ${k.m}×${k.k}×${k.n}`, k.kind, k.ms.toFixed(2), k.gops.toFixed(0)]),
+    ),
+  );
+  lines.push(
+    '',
+    `Weight streaming: int4 MatMulNBits over a 64 MB weight (1×8192×16384) ${streaming.weightGBps.toFixed(1)} GB/s; memcpy ${copy.toFixed(1)} GB/s.`,
+  );
+
+  const limit = (kind: KernelKind, rows: number) =>
+    kernels.find((k) => k.kind === kind && k.m === rows)?.gops ?? Number.NaN;
+  const shareRows: string[][] = [];
+  for (const r of reports) {
+    const manifest = await readManifest(r.model);
+    if (!manifest) continue;
+    const config = resolveBlip2Config(manifest.source.config);
+    const block = manifest.quantization?.blockSize ?? 32;
+    const g = manifest.graphs;
+    const s = r.scenarios.newGreedy;
+    const vGops = visionFlops(config) / (s.visionMs * 1e6);
+    const eGops = encoderFlops(config, config.numQueryTokens + 11) / (s.encoderMs * 1e6);
+    const dBytes = decoderStepBytes(config, g.decoder.weights, block);
+    const dGBps = dBytes / (s.decodeMsPerToken * 1e6);
+    const vLimit = limit(KERNEL_OF[g.vision.weights], 257);
+    const eLimit = limit(KERNEL_OF[g.encoder.weights], 43);
+    shareRows.push(
+      [
+        r.dtype,
+        'vision',
+        `${(visionFlops(config) / 1e9).toFixed(0)} GFLOP`,
+        `${vGops.toFixed(0)} GOP/s`,
+        `${vLimit.toFixed(0)} GOP/s (${KERNEL_OF[g.vision.weights]})`,
+        `${((100 * vGops) / vLimit).toFixed(0)}%`,
+      ],
+      [
+        r.dtype,
+        'T5 encoder',
+        `${(encoderFlops(config, config.numQueryTokens + 11) / 1e9).toFixed(0)} GFLOP`,
+        `${eGops.toFixed(0)} GOP/s`,
+        `${eLimit.toFixed(0)} GOP/s (${KERNEL_OF[g.encoder.weights]})`,
+        `${((100 * eGops) / eLimit).toFixed(0)}%`,
+      ],
+      [
+        r.dtype,
+        'decode step',
+        `${(dBytes / 1e9).toFixed(2)} GB weights`,
+        `${dGBps.toFixed(1)} GB/s`,
+        `${streaming.weightGBps.toFixed(1)} GB/s (streaming)`,
+        `${((100 * dGBps) / streaming.weightGBps).toFixed(0)}%`,
+      ],
+    );
+  }
+  lines.push('', '### Share of the machine limit (new image, greedy)', '');
+  lines.push(table(['model', 'stage', 'work', 'achieved', 'limit', 'share'], shareRows));
+  json.kernels = kernels;
+  json.streamingGBps = streaming.weightGBps;
+  json.memcpyGBps = copy;
+}
+
+console.log(lines.join('\n'));
+if (values.json) writeFileSync(values.json, `${JSON.stringify(json, null, 2)}\n`);

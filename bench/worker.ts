@@ -1,0 +1,123 @@
+/**
+ * One model's measurements in a fresh process (so load time, first answer and peak RSS are this model's alone).
+ * Prints one JSON line. Run through `npm run bench`, not by hand.
+ */
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import type { GenerateResult, GenerationOptions } from '../src/engine/api.js';
+import { Blip2Engine } from '../src/engine/engine.js';
+import { median } from './util.js';
+
+export interface StageTimes {
+  preprocessMs: number;
+  visionMs: number;
+  qformerMs: number;
+  encoderMs: number;
+  decodeMsPerToken: number;
+  totalMs: number;
+}
+
+export interface WorkerReport {
+  model: string;
+  modelId: string;
+  dtype: string;
+  loadMs: number;
+  firstAnswerMs: number;
+  peakRssBytes: number;
+  tokens: number;
+  runs: number;
+  scenarios: Record<'newGreedy' | 'newBeam5' | 'followGreedy' | 'followBeam5', StageTimes>;
+}
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    runs: { type: 'string' },
+    tokens: { type: 'string' },
+    threads: { type: 'string' },
+  },
+});
+const runs = Number(values.runs ?? 3);
+const tokens = Number(values.tokens ?? 10);
+
+/** A distinct 640×480 photo-like image per seed, so new-image runs never hit the cache. */
+async function image(seed: number): Promise<Uint8Array> {
+  const w = 640;
+  const h = 480;
+  const raw = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 3;
+      raw[i] = (x + seed * 13) & 255;
+      raw[i + 1] = (y * 2 + seed * 7) & 255;
+      raw[i + 2] = ((x ^ y) + seed) & 255;
+    }
+  }
+  return new Uint8Array(
+    await sharp(raw, { raw: { width: w, height: h, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toBuffer(),
+  );
+}
+
+function stages(results: GenerateResult[]): StageTimes {
+  const pick = (f: (r: GenerateResult) => number) => median(results.map(f));
+  return {
+    preprocessMs: pick((r) => r.timings.preprocessMs),
+    visionMs: pick((r) => r.timings.visionMs),
+    qformerMs: pick((r) => r.timings.qformerMs),
+    encoderMs: pick((r) => r.timings.encoderMs),
+    decodeMsPerToken: pick((r) => r.timings.decodeMs / Math.max(1, r.timings.decodeSteps)),
+    totalMs: pick((r) => r.timings.totalMs),
+  };
+}
+
+const started = performance.now();
+const engine = await Blip2Engine.load(values.model!, {
+  store: { kind: 'memory' },
+  requestTimeoutMs: 0,
+  ...(values.threads ? { threads: Number(values.threads) } : {}),
+});
+const loadMs = performance.now() - started;
+const fixed = (numBeams: number): GenerationOptions => ({
+  numBeams,
+  maxNewTokens: tokens,
+  minNewTokens: tokens,
+  ignoreEos: true,
+});
+const ask = (img: Uint8Array | string, numBeams: number) =>
+  engine.generate({ image: img, question: 'what is in the picture?', options: fixed(numBeams) });
+
+let seed = 1;
+await ask(await image(seed++), 1);
+const firstAnswerMs = performance.now(); // since the process started
+
+const newGreedy: GenerateResult[] = [];
+const newBeam5: GenerateResult[] = [];
+const followGreedy: GenerateResult[] = [];
+const followBeam5: GenerateResult[] = [];
+for (let i = 0; i < runs; i++) {
+  const a = await image(seed++);
+  newGreedy.push(await ask(a, 1));
+  followGreedy.push(await ask(engine.imageKey(a), 1));
+  newBeam5.push(await ask(await image(seed++), 5));
+  followBeam5.push(await ask(engine.imageKey(a), 5));
+}
+const report: WorkerReport = {
+  model: values.model!,
+  modelId: engine.modelId,
+  dtype: engine.model.manifest.dtype,
+  loadMs,
+  firstAnswerMs,
+  peakRssBytes: process.resourceUsage().maxRSS * 1024,
+  tokens,
+  runs,
+  scenarios: {
+    newGreedy: stages(newGreedy),
+    newBeam5: stages(newBeam5),
+    followGreedy: stages(followGreedy),
+    followBeam5: stages(followBeam5),
+  },
+};
+await engine.close();
+console.log(JSON.stringify(report));
