@@ -4,7 +4,13 @@
  */
 
 /** `expired`: an image key whose cache entry is gone (TTL, eviction); the person has to send the picture again. */
-export type ImageErrorCode = 'too_large' | 'too_many_pixels' | 'unsupported_type' | 'corrupt' | 'empty' | 'expired';
+export type ImageErrorCode =
+  | 'too_large'
+  | 'too_many_pixels'
+  | 'unsupported_type'
+  | 'corrupt'
+  | 'empty'
+  | 'expired';
 
 export class ImageError extends Error {
   override name = 'ImageError';

@@ -154,6 +154,11 @@ export interface PreprocessOptions {
   flattenAlpha?: string | RgbColour;
   /** Rotate/flip per EXIF Orientation so the model sees what the person sees. Default true (HF: false). */
   autoOrient?: boolean;
+  /**
+   * Ignore embedded ICC profiles, as PIL (and so HF) does: an Adobe RGB photo then keeps its raw numbers instead
+   * of being converted to sRGB. Default false. CMYK still goes through libvips' built-in CMYK profile.
+   */
+  ignoreIccProfile?: boolean;
   resampler?: Resampler;
   /**
    * Larger images (after orientation) are first shrunk by libvips, never below 4× the target size, so the
@@ -411,6 +416,7 @@ export async function decodeToRgb(
     failOn: 'none' as const,
     limitInputPixels: maxInputPixels,
     autoOrient,
+    ignoreIcc: options.ignoreIccProfile ?? false,
     page: 0,
     pages: 1,
   };
@@ -822,6 +828,7 @@ export async function preprocessImage(
 export function preprocessCacheTag(options: PreprocessOptions = {}): string {
   const parts = [PREPROCESS_VERSION];
   if (options.autoOrient === false) parts.push('orient=off');
+  if (options.ignoreIccProfile) parts.push('icc=off');
   if (options.flattenAlpha !== undefined) {
     const c = options.flattenAlpha;
     parts.push(`flatten=${typeof c === 'string' ? c.trim().toLowerCase() : `${c.r},${c.g},${c.b}`}`);

@@ -445,6 +445,22 @@ describe.skipIf(!HAS_SHARED)('preprocessImage: every test image (../shared/asset
     expect(rgb16.data.length).toBe(32 * 32 * 3);
   });
 
+  it('converts embedded ICC profiles to sRGB unless asked to ignore them (as PIL does)', async () => {
+    // rocket-baseline.jpg carries an Adobe RGB (1998) profile; cat-chelsea.png an sRGB one.
+    const rocket = bytesOf('rocket-baseline.jpg');
+    const managed = await preprocessImage(rocket);
+    const raw = await preprocessImage(rocket, undefined, { ignoreIccProfile: true });
+    const d = absDiff(managed.data, raw.data);
+    console.log(
+      `[preprocess] Adobe RGB photo, sRGB-converted vs raw numbers: mean abs ${d.mean.toFixed(4)}, max ${d.max.toFixed(3)}`,
+    );
+    expect(d.mean).toBeGreaterThan(0.03);
+    const cat = bytesOf('cat-chelsea.png');
+    const catManaged = await preprocessImage(cat);
+    const catRaw = await preprocessImage(cat, undefined, { ignoreIccProfile: true });
+    expect(absDiff(catManaged.data, catRaw.data).mean).toBeLessThan(0.002);
+  });
+
   it('uses the first frame of an animation', async () => {
     const file = 'animated-rotating-squares.gif';
     const r = await preprocessImage(bytesOf(file));

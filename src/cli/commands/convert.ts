@@ -35,8 +35,9 @@ export async function convertCommand(argv: string[]): Promise<number> {
   const from = requireString(v.from, '--from', CONVERT_USAGE);
   const out = requireString(v.out, '--out', CONVERT_USAGE);
   const dtype = (v.dtype ?? 'fp32') as WeightDtype;
-  if (!['fp32', 'int8', 'int4'].includes(dtype))
-    throw new UsageError(`--dtype must be fp32, int8 or int4, got "${dtype}"`);
+  if (!WEIGHT_DTYPES.includes(dtype)) {
+    throw new UsageError(`--dtype must be one of ${WEIGHT_DTYPES.join(', ')}, got "${dtype}"`);
+  }
   const bar = new ProgressBar();
   const options: ConvertOptions = {
     dtype,

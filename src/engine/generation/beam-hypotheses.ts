@@ -28,6 +28,11 @@ export class BeamHypotheses {
     return this.beams.length;
   }
 
+  /** The kept hypotheses in insertion order. */
+  get hypotheses(): readonly Hypothesis[] {
+    return this.beams;
+  }
+
   add(node: number, sumLogprobs: number, generatedLength: number, endsWithEos: boolean): void {
     const score = sumLogprobs / generatedLength ** this.lengthPenalty;
     if (this.beams.length >= this.numBeams && !(score > this.worstScore)) return;

@@ -67,8 +67,13 @@ export function topCandidates(flat: Float32Array, count: number, skip?: Readonly
   const score: number[] = [];
   for (let i = 0; i < flat.length; i++) {
     const s = flat[i]!;
-    if (Number.isNaN(s) || skip?.has(i)) continue;
-    if (index.length === count && !(s > score[count - 1]!)) continue;
+    // Most entries lose to the current last place: test that first, it also rejects NaN.
+    if (index.length === count) {
+      if (!(s > score[count - 1]!)) continue;
+    } else if (Number.isNaN(s)) {
+      continue;
+    }
+    if (skip?.has(i)) continue;
     if (index.length === count) {
       index.pop();
       score.pop();

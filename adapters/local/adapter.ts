@@ -1,0 +1,159 @@
+/**
+ * A terminal conversation through the same chat core as Discord and Slack, needing no tokens: `/image <path>`
+ * sets the picture, then every line is a question about it.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { extname, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { tooLarge } from '../../src/chat/download.js';
+import type {
+  ChatHandler,
+  ChatMessage,
+  ChatOutput,
+  IncomingImage,
+  PostedMessage,
+  RunningAdapter,
+} from '../../src/chat/types.js';
+import type { Logger } from '../../src/config/logger.js';
+
+export const LOCAL_HELP = `Commands:
+  /image <path>   talk about this picture (a caption comes first)
+  <question>      ask about the current picture; press Enter on an empty line for a caption
+  /new            forget the conversation
+  /help           this text
+  /quit           leave (or Ctrl-D)`;
+
+const IMAGE_TYPES: Record<string, string> = {
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.gif': 'image/gif',
+  '.tif': 'image/tiff',
+  '.tiff': 'image/tiff',
+  '.avif': 'image/avif',
+  '.heic': 'image/heic',
+};
+
+export interface LocalAdapterOptions {
+  core: ChatHandler;
+  logger: Logger;
+  input?: NodeJS.ReadableStream;
+  output?: NodeJS.WritableStream;
+  /** Print the banner and help first (default true). */
+  greet?: boolean;
+}
+
+export interface RunningLocalAdapter extends RunningAdapter {
+  /** Settles when the person quits or the input ends. */
+  readonly done: Promise<void>;
+}
+
+/** A picture on disk, as the chat core sees an attachment. */
+export async function fileImage(path: string): Promise<IncomingImage> {
+  const full = resolve(path.replace(/^~(?=$|\/)/, homedir()));
+  const info = await stat(full);
+  if (!info.isFile()) throw new Error(`${path} is not a file`);
+  const type = IMAGE_TYPES[extname(full).toLowerCase()];
+  return {
+    name: full.split(/[\\/]/).pop() ?? full,
+    ...(type ? { contentType: type } : {}),
+    size: info.size,
+    async download(maxBytes) {
+      const bytes = await readFile(full);
+      if (bytes.byteLength > maxBytes) throw tooLarge(full, maxBytes, bytes.byteLength);
+      return new Uint8Array(bytes);
+    },
+  };
+}
+
+class TerminalOutput implements ChatOutput {
+  readonly maxMessageLength = Number.POSITIVE_INFINITY;
+  readonly canEdit = false;
+  private next = 1;
+
+  constructor(private readonly out: NodeJS.WritableStream) {}
+
+  async send(text: string): Promise<PostedMessage> {
+    this.out.write(`bot> ${text.replace(/\n/g, '\n     ')}\n`);
+    return { id: String(this.next++) };
+  }
+
+  async edit(): Promise<void> {
+    throw new Error('a terminal cannot edit what it printed');
+  }
+
+  async showTyping(): Promise<void> {}
+}
+
+export async function startLocalAdapter(options: LocalAdapterOptions): Promise<RunningLocalAdapter> {
+  const input = options.input ?? process.stdin;
+  const out = options.output ?? process.stdout;
+  const output = new TerminalOutput(out);
+  const rl = createInterface({ input, terminal: false });
+  let conversation = `terminal-${Date.now()}`;
+  let counter = 0;
+  let stopped = false;
+
+  if (options.greet ?? true) out.write(`Local chat with the bot. ${LOCAL_HELP}\n`);
+
+  const ask = (text: string, images: IncomingImage[]) => {
+    const message: ChatMessage = {
+      platform: 'local',
+      conversation,
+      user: 'local',
+      text,
+      images,
+      addressed: true,
+      messageId: `${conversation}-${++counter}`,
+    };
+    return options.core.handle(message, output);
+  };
+
+  const loop = async () => {
+    // Lines are handled one at a time, in order, so answers never interleave.
+    for await (const raw of rl) {
+      if (stopped) break;
+      const line = raw.trim();
+      if (line === '/quit' || line === '/exit') break;
+      if (line === '/help') {
+        out.write(`${LOCAL_HELP}\n`);
+      } else if (line === '/new') {
+        conversation = `terminal-${Date.now()}`;
+        out.write('(conversation forgotten; set a picture with /image <path>)\n');
+      } else if (line.startsWith('/image')) {
+        const path = line
+          .slice('/image'.length)
+          .trim()
+          .replace(/^(['"])(.*)\1$/, '$2');
+        if (!path) {
+          out.write('Usage: /image <path to a picture>\n');
+          continue;
+        }
+        try {
+          await ask('', [await fileImage(path)]);
+        } catch (err) {
+          out.write(`Cannot read ${path}: ${(err as Error).message}\n`);
+        }
+      } else if (line.startsWith('/')) {
+        out.write(`Unknown command ${line.split(/\s/)[0]}. ${LOCAL_HELP}\n`);
+      } else {
+        await ask(line, []);
+      }
+    }
+  };
+  const done = loop()
+    .catch((err) => options.logger.error('terminal chat failed', err))
+    .finally(() => rl.close());
+
+  return {
+    name: 'local',
+    done,
+    async stop() {
+      stopped = true;
+      rl.close();
+      await done;
+    },
+  };
+}

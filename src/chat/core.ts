@@ -1,0 +1,300 @@
+/**
+ * The platform-neutral conversation core: decides what a message asks for, keeps each conversation's state in
+ * keyv, asks the engine and answers through the adapter's `ChatOutput`. No platform type appears here.
+ */
+import type Keyv from 'keyv';
+import { type Logger, silentLogger } from '../config/logger.js';
+import type { GenerateResult, ImageQuestionEngine } from '../engine/api.js';
+import { ImageError, RequestAbortedError, RequestTimeoutError } from '../engine/errors.js';
+import { isAllowed } from './allow-list.js';
+import { type ConversationState, ConversationStore } from './conversation-store.js';
+import { MessageDeduper } from './dedupe.js';
+import { checkDeclared } from './download.js';
+import { DEMO_NOTICE, messages, usageHint } from './messages.js';
+import { keepTyping } from './progress.js';
+import { RateLimiter } from './rate-limit.js';
+import { Reply } from './reply.js';
+import { type ChatSettings, DEFAULT_CHAT_SETTINGS } from './settings.js';
+import { splitMessage } from './split.js';
+import type { ChatHandler, ChatMessage, ChatOutput, IncomingImage } from './types.js';
+
+export interface ChatCoreOptions {
+  engine: ImageQuestionEngine;
+  /** Conversation state (namespace e.g. 'conversations'). */
+  conversations: Keyv;
+  /** Handled message ids, so redeliveries after a restart are still skipped; memory only when omitted. */
+  handled?: Keyv;
+  settings?: Partial<ChatSettings>;
+  logger?: Logger;
+  now?: () => number;
+}
+
+const TIMEOUT = Symbol('timeout');
+const SHUTDOWN = Symbol('shutdown');
+
+/** The engine no longer has the picture a conversation refers to (cache entry expired or evicted). */
+export function isExpiredImageError(err: unknown): boolean {
+  return err instanceof ImageError && err.code === 'expired';
+}
+
+function userMessageOf(err: unknown): string | undefined {
+  const message = (err as { userMessage?: unknown } | null)?.userMessage;
+  return typeof message === 'string' && message ? message : undefined;
+}
+
+export class ChatCore implements ChatHandler {
+  readonly settings: ChatSettings;
+  private readonly engine: ImageQuestionEngine;
+  private readonly store: ConversationStore;
+  private readonly deduper: MessageDeduper;
+  private readonly limiter: RateLimiter;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private readonly jobs = new Set<Promise<void>>();
+  private readonly conversationTails = new Map<string, Promise<void>>();
+  private readonly shutdownController = new AbortController();
+  private closing = false;
+
+  constructor(options: ChatCoreOptions) {
+    this.settings = {
+      ...DEFAULT_CHAT_SETTINGS,
+      ...options.settings,
+      allowList: options.settings?.allowList ?? DEFAULT_CHAT_SETTINGS.allowList,
+    };
+    this.engine = options.engine;
+    this.now = options.now ?? Date.now;
+    this.store = new ConversationStore(options.conversations, this.settings.conversationTtlMs);
+    this.deduper = new MessageDeduper(options.handled, undefined, undefined, this.now);
+    this.limiter = new RateLimiter(this.settings.rateLimitPerMinute, this.now);
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  get demo(): boolean {
+    return this.engine.demo;
+  }
+
+  /** Whether a conversation has a picture the bot can still talk about (adapters use it to open a thread). */
+  async hasPicture(platform: ChatMessage['platform'], conversation: string): Promise<boolean> {
+    return (await this.store.get(`${platform}:${conversation}`)) !== undefined;
+  }
+
+  /** Requests being handled right now. */
+  get activeJobs(): number {
+    return this.jobs.size;
+  }
+
+  async handle(message: ChatMessage, output: ChatOutput): Promise<void> {
+    const job = this.run(message, output);
+    this.jobs.add(job);
+    try {
+      await job;
+    } finally {
+      this.jobs.delete(job);
+    }
+  }
+
+  /**
+   * Stops taking new requests, lets running ones finish for up to `graceMs`, then cancels the rest (their people
+   * are told the bot is restarting). Adapters should still be connected while this runs.
+   */
+  async shutdown(graceMs = 10_000): Promise<void> {
+    this.closing = true;
+    const settle = () => Promise.allSettled([...this.jobs]).then(() => 'done' as const);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), graceMs);
+    });
+    const outcome = await Promise.race([settle(), grace]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      this.logger.info(`cancelling ${this.jobs.size} running request(s) for shutdown`);
+      this.shutdownController.abort(SHUTDOWN);
+      await settle();
+    }
+  }
+
+  private async run(message: ChatMessage, output: ChatOutput): Promise<void> {
+    const log = this.logger;
+    try {
+      if (!(await this.deduper.claim(`${message.platform}:${message.messageId}`))) {
+        log.debug(`skipping ${message.platform} message ${message.messageId}: already handled`);
+        return;
+      }
+      if (!isAllowed(message, this.settings.allowList)) {
+        log.info(`ignoring ${message.platform} user ${message.user}: not in the allow-list`);
+        if (message.addressed && this.settings.allowList.mode === 'tell')
+          await this.say(output, messages.notAllowed);
+        return;
+      }
+      if (this.closing) {
+        if (message.addressed) await this.say(output, messages.shuttingDown);
+        return;
+      }
+      const key = `${message.platform}:${message.conversation}`;
+      await this.serially(key, () => this.converse(key, message, output));
+    } catch (err) {
+      log.error(`could not answer ${message.platform} message ${message.messageId}`, err);
+    }
+  }
+
+  /** One conversation's messages are answered in order, so turns are never lost to a concurrent write. */
+  private async serially(key: string, task: () => Promise<void>): Promise<void> {
+    const previous = this.conversationTails.get(key) ?? Promise.resolve();
+    const current = previous.then(task, task);
+    const tail = current.catch(() => {});
+    this.conversationTails.set(key, tail);
+    try {
+      await current;
+    } finally {
+      if (this.conversationTails.get(key) === tail) this.conversationTails.delete(key);
+    }
+  }
+
+  private async converse(key: string, message: ChatMessage, output: ChatOutput): Promise<void> {
+    const question = message.text.trim();
+    const state = await this.store.get(key);
+    const hasImage = message.images.length > 0;
+
+    if (!hasImage && !state) {
+      if (message.addressed) await this.say(output, usageHint(message.platform));
+      return;
+    }
+    // Chatter without a question in a conversation the bot follows is not for the bot.
+    if (!hasImage && !question && !message.addressed) return;
+    if (question.length > this.settings.maxQuestionChars) {
+      await this.say(output, messages.questionTooLong(this.settings.maxQuestionChars));
+      return;
+    }
+    const wait = this.limiter.take(`${message.platform}:${message.user}`);
+    if (wait > 0) {
+      await this.say(output, messages.rateLimited(wait));
+      return;
+    }
+
+    const controller = new AbortController();
+    const started = this.now();
+    const timer = setTimeout(() => controller.abort(TIMEOUT), this.settings.requestTimeoutMs);
+    const onShutdown = () => controller.abort(SHUTDOWN);
+    this.shutdownController.signal.addEventListener('abort', onShutdown);
+    const stopTyping = keepTyping(output, this.settings.typingIntervalMs, this.logger);
+    const reply = new Reply(output, this.logger);
+    try {
+      const text = await this.answer(key, message, question, state, reply, controller.signal, started);
+      stopTyping();
+      await reply.finish(text);
+    } catch (err) {
+      stopTyping();
+      const text = await this.explain(err, controller.signal, key);
+      if (!reply.sent) await reply.finish(text);
+    } finally {
+      stopTyping();
+      clearTimeout(timer);
+      this.shutdownController.signal.removeEventListener('abort', onShutdown);
+    }
+  }
+
+  private async answer(
+    key: string,
+    message: ChatMessage,
+    question: string,
+    state: ConversationState | undefined,
+    reply: Reply,
+    signal: AbortSignal,
+    started: number,
+  ): Promise<string> {
+    const notes: string[] = [];
+    let current = state;
+    if (message.images.length > 0) {
+      const picked = this.pickImage(message.images);
+      if (picked.images > 1) notes.push(messages.severalImages(picked.images, picked.image.name));
+      const bytes = await picked.image.download(this.settings.maxImageBytes, signal);
+      signal.throwIfAborted();
+      const imageKey = await this.engine.encodeImage(bytes, { signal });
+      if (state && state.imageKey !== imageKey) notes.push(messages.newSubject);
+      current = {
+        v: 1,
+        imageKey,
+        imageName: picked.image.name,
+        turns: state?.imageKey === imageKey ? state.turns : [],
+        updatedAt: this.now(),
+      };
+      // Saved before generating, so the new picture is the subject even if this answer fails.
+      await this.store.set(key, current);
+    }
+    if (!current) throw new Error('unreachable: no conversation state');
+
+    const remaining = Math.max(1, this.settings.requestTimeoutMs - (this.now() - started));
+    const common = {
+      image: current.imageKey,
+      signal,
+      timeoutMs: remaining,
+      onQueuePosition: (position: number) => reply.notice.update(position),
+    };
+    let result: GenerateResult;
+    if (question) {
+      result = await this.engine.generate({
+        ...common,
+        question,
+        history: current.turns,
+        ...(this.settings.generation?.question ? { options: this.settings.generation.question } : {}),
+      });
+      current.turns = [...current.turns, { question, answer: result.text }].slice(
+        -this.settings.maxStoredTurns,
+      );
+    } else {
+      result = await this.engine.generate({
+        ...common,
+        task: 'caption',
+        ...(this.settings.generation?.caption ? { options: this.settings.generation.caption } : {}),
+      });
+    }
+    current.updatedAt = this.now();
+    await this.store.set(key, current);
+    this.logger.info(
+      `${message.platform} ${question ? 'question' : 'caption'} answered in ${Math.round(result.timings.totalMs)} ms` +
+        ` (queue ${Math.round(result.timings.queueMs)} ms, image ${result.imageCached ? 'cached' : 'encoded'})`,
+    );
+
+    const lines = [result.text.trim() || messages.emptyAnswer, ...notes];
+    if (result.droppedTurns > 0) lines.push(messages.droppedTurns(result.droppedTurns));
+    if (result.demo || this.engine.demo) lines.push(DEMO_NOTICE);
+    return lines.join('\n');
+  }
+
+  /** The first usable attachment; throws the reason when none is usable. */
+  private pickImage(images: IncomingImage[]): { image: IncomingImage; images: number } {
+    const usable: IncomingImage[] = [];
+    let firstRejection: Error | undefined;
+    for (const image of images) {
+      const rejection = checkDeclared(image, this.settings.maxImageBytes);
+      if (rejection) firstRejection ??= rejection;
+      else usable.push(image);
+    }
+    const first = usable[0];
+    if (!first) throw firstRejection ?? new Error('no image');
+    return { image: first, images: usable.length };
+  }
+
+  private async explain(err: unknown, signal: AbortSignal, key: string): Promise<string> {
+    if (signal.reason === TIMEOUT || err instanceof RequestTimeoutError) {
+      this.logger.warn('request timed out');
+      return messages.timeout;
+    }
+    if (signal.reason === SHUTDOWN || err instanceof RequestAbortedError) return messages.shuttingDown;
+    if (isExpiredImageError(err)) {
+      await this.store.delete(key).catch(() => {});
+      return messages.expired;
+    }
+    const userMessage = userMessageOf(err);
+    if (userMessage) {
+      this.logger.info(`told the person: ${userMessage}`);
+      return userMessage;
+    }
+    this.logger.error('request failed', err);
+    return messages.failed;
+  }
+
+  private async say(output: ChatOutput, text: string): Promise<void> {
+    for (const chunk of splitMessage(text, output.maxMessageLength)) await output.send(chunk);
+  }
+}

@@ -1,0 +1,39 @@
+/** Everything the bot says that is not a model answer, in one place so the tone stays consistent. */
+import { formatBytes } from './download.js';
+import type { Platform } from './types.js';
+
+export const DEMO_NOTICE =
+  '⚠️ Demo model: this answer is random text, not a real description. Convert a real BLIP-2 model to get real answers.';
+
+export function usageHint(platform: Platform): string {
+  switch (platform) {
+    case 'local':
+      return 'Set a picture first with `/image <path>`, then ask about it (or press Enter for a caption).';
+    case 'slack':
+      return 'Mention me in a message with a picture attached (add a question, or none for a caption), then keep asking in the thread.';
+    default:
+      return 'Mention me in a message with a picture attached (add a question, or none for a caption), or use `/describe`. Then keep asking in the thread.';
+  }
+}
+
+export const messages = {
+  notAllowed: "Sorry, I'm not enabled here.",
+  shuttingDown: 'The bot is restarting. Please ask again in a minute.',
+  timeout: 'Sorry, that took too long and was cancelled. Please try again.',
+  expired: "I don't have that picture anymore (it expired from my memory). Please send it again.",
+  emptyAnswer: '(The model gave an empty answer.)',
+  failed: 'Sorry, something went wrong on my side. Please try again.',
+  newSubject: 'New picture: I will answer about this one from now on.',
+  rateLimited: (waitMs: number) =>
+    `You're asking faster than I can keep up. Please wait ${Math.max(1, Math.ceil(waitMs / 1000))} s and try again.`,
+  queued: (position: number) =>
+    position <= 1
+      ? "I'm busy with another picture; you're next in line. ⏳"
+      : `I'm busy with other pictures; you're #${position} in line. ⏳`,
+  severalImages: (count: number, name: string) =>
+    `You sent ${count} pictures; I'm looking at the first one ("${name}"). Send the others one at a time to ask about them.`,
+  droppedTurns: (count: number) =>
+    `(Our conversation got long, so I no longer take the oldest ${count === 1 ? 'exchange' : `${count} exchanges`} into account.)`,
+  questionTooLong: (max: number) => `That question is too long; please keep it under ${max} characters.`,
+  imageTooLarge: (maxBytes: number) => `That image is larger than the ${formatBytes(maxBytes)} I accept.`,
+};

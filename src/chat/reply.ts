@@ -1,0 +1,45 @@
+import type { Logger } from '../config/logger.js';
+import { QueueNotice } from './progress.js';
+import { splitMessage } from './split.js';
+import type { ChatOutput } from './types.js';
+
+/**
+ * The one answer to one message. A queue notice posted while waiting is turned into the answer (or the error)
+ * by an edit where the platform allows it, so the thread is not left with a stale "you are #3".
+ */
+export class Reply {
+  readonly notice: QueueNotice;
+  private finished = false;
+
+  constructor(
+    private readonly output: ChatOutput,
+    private readonly logger: Logger,
+  ) {
+    this.notice = new QueueNotice(output, logger);
+  }
+
+  get sent(): boolean {
+    return this.finished;
+  }
+
+  async finish(text: string): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    const placeholder = await this.notice.close();
+    const chunks = splitMessage(text, this.output.maxMessageLength);
+    let first = true;
+    for (const chunk of chunks) {
+      if (first && placeholder) {
+        try {
+          await this.output.edit(placeholder, chunk);
+          first = false;
+          continue;
+        } catch (err) {
+          this.logger.debug('could not edit the queue notice; sending the answer instead', err);
+        }
+      }
+      first = false;
+      await this.output.send(chunk);
+    }
+  }
+}

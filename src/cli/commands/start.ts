@@ -1,0 +1,233 @@
+/**
+ * `blip2-bot start` (= `npm start`): reads the configuration, loads the model (or the demo model, loudly), starts
+ * every chat adapter whose credentials are set, and shuts them down cleanly on SIGINT/SIGTERM. With no
+ * credentials at all it says what to set and runs the terminal chat instead.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type Keyv from 'keyv';
+import { startDiscordAdapter } from '../../../adapters/discord/index.js';
+import { startLocalAdapter } from '../../../adapters/local/index.js';
+import { ChatCore } from '../../chat/core.js';
+import type { ChatHandler, RunningAdapter } from '../../chat/types.js';
+import { type BotConfig, CONFIG_VARIABLES, ConfigError, type Env, loadConfig } from '../../config/config.js';
+import { createLogger, type Logger } from '../../config/logger.js';
+import { Blip2Engine } from '../../engine/engine.js';
+import { ensureDemoModel } from '../../model/demo.js';
+import { MANIFEST_FILE } from '../../model/graph-io.js';
+import { closeKeyv, createKeyv, describeStore } from '../../storage/keyv-store.js';
+
+export const START_USAGE = `Usage: blip2-bot start [--local]
+
+Runs the bot on every platform whose credentials are set (Discord: DISCORD_TOKEN; Slack: SLACK_BOT_TOKEN plus
+SLACK_APP_TOKEN or SLACK_SIGNING_SECRET). Settings come from the environment and from .env in the current
+directory (see .env.example). With no credentials, or with --local, it also runs a chat in this terminal.
+
+  --local    also run the terminal chat (it always runs when no platform is configured)
+
+Variables:
+${Object.entries(CONFIG_VARIABLES)
+  .map(([name, meaning]) => `  ${name.padEnd(24)}${meaning}`)
+  .join('\n')}
+  SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET, SLACK_PORT, SLACK_API_URL: see docs/slack.md`;
+
+const NO_PLATFORM_HELP = `No chat platform is configured, so the bot cannot join Discord or Slack yet. To connect it, set in .env
+(copy .env.example):
+  Discord: DISCORD_TOKEN                      (docs/discord.md: create the app, intents, invite, register /describe)
+  Slack:   SLACK_BOT_TOKEN + SLACK_APP_TOKEN  (Socket Mode; or SLACK_SIGNING_SECRET for HTTP mode; docs/slack.md)`;
+
+interface SlackModule {
+  slackConfigFromEnv(env: Env): unknown;
+  startSlackAdapter(options: { core: ChatHandler; config: never; logger: Logger }): Promise<RunningAdapter>;
+}
+
+/** What tests (and embedders) may replace; a normal run uses the process's own. */
+export interface StartDeps {
+  env?: Env;
+  cwd?: string;
+  stdin?: NodeJS.ReadableStream & { isTTY?: boolean };
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  /** Stops the bot when aborted, in addition to SIGINT/SIGTERM. */
+  signal?: AbortSignal;
+  /** Called once every adapter is up. */
+  onReady?: (running: { core: ChatCore; adapters: RunningAdapter[]; demo: boolean }) => void;
+}
+
+async function loadSlackModule(): Promise<SlackModule | undefined> {
+  try {
+    const mod = (await import('../../../adapters/slack/index.js')) as Partial<SlackModule>;
+    if (typeof mod.slackConfigFromEnv === 'function' && typeof mod.startSlackAdapter === 'function') {
+      return mod as SlackModule;
+    }
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code !== 'ERR_MODULE_NOT_FOUND') throw err;
+  }
+  return undefined;
+}
+
+function demoBanner(modelDir: string): string {
+  const lines = [
+    `No converted model found in ${modelDir}.`,
+    'Running the DEMO model: tiny random weights. Its answers are RANDOM and MEAN NOTHING;',
+    'every reply says so. Convert a real BLIP-2 model (see models/README.md) and set BLIP2_MODEL_DIR.',
+  ];
+  const width = Math.max(...lines.map((l) => l.length)) + 4;
+  const bar = '!'.repeat(width);
+  return [bar, ...lines.map((l) => `! ${l.padEnd(width - 4)} !`), bar].join('\n');
+}
+
+async function loadEngine(
+  config: BotConfig,
+  logger: Logger,
+  stderr: NodeJS.WritableStream,
+): Promise<Blip2Engine> {
+  let modelDir = config.modelDir;
+  if (!existsSync(join(modelDir, MANIFEST_FILE))) {
+    stderr.write(`${demoBanner(modelDir)}\n`);
+    modelDir = await ensureDemoModel();
+  }
+  logger.info(`loading the model from ${modelDir}`);
+  const started = performance.now();
+  const engine = await Blip2Engine.load(modelDir, {
+    store: config.store,
+    ...(config.store.ttlMs ? { cacheTtlMs: config.store.ttlMs } : {}),
+    queueCapacity: config.queueCapacity,
+    requestTimeoutMs: config.chat.requestTimeoutMs,
+    preprocess: { maxBytes: config.chat.maxImageBytes },
+    logger: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
+  });
+  logger.info(
+    `model ${engine.modelId} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
+      `cache: ${describeStore(config.store)}`,
+  );
+  return engine;
+}
+
+/** Resolves on SIGINT/SIGTERM or when `signal` aborts; `cleanup` removes the handlers. */
+function stopRequested(signal: AbortSignal | undefined): { promise: Promise<string>; cleanup(): void } {
+  let cleanup = () => {};
+  const promise = new Promise<string>((resolve) => {
+    const onSignal = (name: string) => () => resolve(name);
+    const onInt = onSignal('SIGINT');
+    const onTerm = onSignal('SIGTERM');
+    const onAbort = () => resolve('stop');
+    process.once('SIGINT', onInt);
+    process.once('SIGTERM', onTerm);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) resolve('stop');
+    cleanup = () => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      signal?.removeEventListener('abort', onAbort);
+    };
+  });
+  return { promise, cleanup: () => cleanup() };
+}
+
+export async function startCommand(argv: string[], deps: StartDeps = {}): Promise<number> {
+  const stdout = deps.stdout ?? process.stdout;
+  const stderr = deps.stderr ?? process.stderr;
+  const stdin = deps.stdin ?? process.stdin;
+  let local = false;
+  for (const arg of argv) {
+    if (arg === '--help' || arg === '-h') {
+      stdout.write(`${START_USAGE}\n`);
+      return 0;
+    }
+    if (arg === '--local') local = true;
+    else {
+      stderr.write(`blip2-bot start: unknown option ${arg}\n\n${START_USAGE}\n`);
+      return 2;
+    }
+  }
+
+  let config: BotConfig;
+  let slack: { module: SlackModule; config: unknown } | undefined;
+  try {
+    config = loadConfig({ ...(deps.env ? { env: deps.env } : {}), ...(deps.cwd ? { cwd: deps.cwd } : {}) });
+    const slackModule = await loadSlackModule();
+    const slackConfig = slackModule?.slackConfigFromEnv(config.env);
+    if (slackModule && slackConfig) slack = { module: slackModule, config: slackConfig };
+  } catch (err) {
+    const e = err as Error;
+    if (e instanceof ConfigError || e.name === 'SlackConfigError') {
+      stderr.write(`blip2-bot start: ${e.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+
+  if (!config.discord && !slack) {
+    stderr.write(`${NO_PLATFORM_HELP}\n`);
+    if (!stdin.isTTY && !local) {
+      stderr.write(
+        'Standard input is not a terminal, so there is no local chat to run either. Run `npm start` in a ' +
+          'terminal to talk to the bot here (/image <path>, then ask), or set the variables above.\n',
+      );
+      return 2;
+    }
+    local = true;
+  }
+
+  const logger = createLogger({ level: config.logLevel, secrets: config.secrets });
+  const stop = stopRequested(deps.signal);
+  const stores: Keyv[] = [];
+  const adapters: RunningAdapter[] = [];
+  let engine: Blip2Engine | undefined;
+  let core: ChatCore | undefined;
+  let exitCode = 0;
+  try {
+    engine = await loadEngine(config, logger, stderr);
+    const storeErrors = (e: unknown) => logger.warn('conversation store error', e);
+    const conversations = createKeyv(config.store, 'conversations', { onError: storeErrors });
+    const handled = createKeyv(config.store, 'handled', { onError: storeErrors });
+    stores.push(conversations, handled);
+    core = new ChatCore({
+      engine,
+      conversations,
+      handled,
+      settings: config.chat,
+      logger: logger.child('chat'),
+    });
+
+    if (config.discord) {
+      adapters.push(await startDiscordAdapter({ core, config, logger: logger.child('discord') }));
+    }
+    if (slack) {
+      adapters.push(
+        await slack.module.startSlackAdapter({
+          core,
+          config: slack.config as never,
+          logger: logger.child('slack'),
+        }),
+      );
+    }
+    let localDone: Promise<unknown> = new Promise(() => {});
+    if (local) {
+      if (engine.demo) stdout.write('(demo model: answers are random)\n');
+      const terminal = await startLocalAdapter({ core, logger, input: stdin, output: stdout });
+      adapters.push(terminal);
+      localDone = terminal.done;
+    }
+    deps.onReady?.({ core, adapters, demo: engine.demo });
+    logger.info(`running: ${adapters.map((a) => a.name).join(', ')}; press Ctrl-C to stop`);
+    const reason = await Promise.race([stop.promise, localDone.then(() => 'terminal chat ended')]);
+    logger.info(`stopping (${reason})`);
+  } catch (err) {
+    logger.error('the bot could not start', err);
+    stderr.write(`blip2-bot start: ${(err as Error).message}\n`);
+    exitCode = 1;
+  } finally {
+    stop.cleanup();
+    // Running answers finish (or are cancelled after the grace period) while the adapters can still post them.
+    await core?.shutdown(10_000);
+    for (const adapter of adapters.reverse()) {
+      await adapter.stop().catch((err) => logger.warn(`stopping ${adapter.name} failed`, err));
+    }
+    await engine?.close().catch((err) => logger.warn('closing the engine failed', err));
+    for (const store of stores) await closeKeyv(store);
+  }
+  return exitCode;
+}

@@ -1,0 +1,263 @@
+/**
+ * The bot's configuration, parsed once from the environment (plus `.env`) and validated, then passed down.
+ * Nothing else in the code base reads `process.env`.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseEnv } from 'node:util';
+import { type AllowList, type ChatSettings, DEFAULT_CHAT_SETTINGS } from '../chat/settings.js';
+import type { StoreKind, StoreOptions } from '../storage/keyv-store.js';
+import { LOG_LEVELS, type LogLevel } from './logger.js';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** The store settings, with the kind always resolved. */
+export type StoreConfig = StoreOptions & { kind: StoreKind };
+
+export interface DiscordConfig {
+  token: string;
+  /** Application id; only command registration needs it (it is read from the token otherwise). */
+  appId?: string;
+  /** REST base such as `http://127.0.0.1:8080/api`; the gateway URL then comes from its `/gateway/bot`. */
+  apiUrl?: string;
+  /** Register commands in this guild only (instant) instead of globally. */
+  guildId?: string;
+}
+
+export interface BotConfig {
+  modelDir: string;
+  dataDir: string;
+  store: StoreConfig;
+  queueCapacity: number;
+  chat: ChatSettings;
+  logLevel: LogLevel;
+  discord?: DiscordConfig;
+  /** The environment the config came from, for adapters that parse their own variables (Slack). */
+  env: Env;
+  /** Values never to print. */
+  secrets: string[];
+}
+
+export const DEFAULT_MODEL_DIR = 'models/blip2-flan-t5-xl';
+export const DEFAULT_DATA_DIR = 'data';
+
+/** Raised with every problem found, so a person can fix them all at once. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/** Every variable this module reads, with a one-line meaning (shown by `blip2-bot start --help`). */
+export const CONFIG_VARIABLES: Readonly<Record<string, string>> = {
+  BLIP2_MODEL_DIR: `converted model directory (default ${DEFAULT_MODEL_DIR})`,
+  BLIP2_DATA_DIR: `where the SQLite cache and conversations live (default ${DEFAULT_DATA_DIR})`,
+  CACHE_STORE: 'sqlite | memory | redis (default sqlite, or redis when REDIS_URL is set)',
+  REDIS_URL: 'redis://host:port for CACHE_STORE=redis',
+  CACHE_TTL_SECONDS:
+    'how long images and conversations are remembered (default 604800 = 7 days; 0 = forever)',
+  DISCORD_TOKEN: 'Discord bot token; starts the Discord adapter',
+  DISCORD_APP_ID: 'Discord application id (command registration)',
+  DISCORD_API_URL: 'Discord REST base override, e.g. http://127.0.0.1:8080/api',
+  DISCORD_GUILD_ID: 'register /describe in this server only',
+  ALLOWED_SERVERS: 'comma-separated server (guild/team) ids allowed; empty = all',
+  ALLOWED_CHANNELS: 'comma-separated channel ids allowed; empty = all',
+  ALLOWED_USERS: 'comma-separated user ids allowed; empty = all',
+  ALLOWLIST_MODE: 'ignore | tell: what to do with people outside the lists (default ignore)',
+  RATE_LIMIT_PER_MINUTE: 'requests per user per minute (default 6; 0 = unlimited)',
+  QUEUE_CAPACITY: 'requests allowed to wait for the model (default 20)',
+  REQUEST_TIMEOUT_SECONDS: 'give up on a request after this long, queue wait included (default 120)',
+  MAX_IMAGE_MB: 'largest image accepted in MB (default 20)',
+  LOG_LEVEL: 'debug | info | warn | error (default info)',
+};
+
+const SECRET_VARIABLES = [
+  'DISCORD_TOKEN',
+  'SLACK_BOT_TOKEN',
+  'SLACK_APP_TOKEN',
+  'SLACK_SIGNING_SECRET',
+  'REDIS_URL',
+];
+
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  string(name: string): string | undefined {
+    const value = this.env[name]?.trim();
+    return value ? value : undefined;
+  }
+
+  number(name: string, fallback: number, opts: { min: number; max: number; integer?: boolean }): number {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    const ok =
+      Number.isFinite(value) &&
+      value >= opts.min &&
+      value <= opts.max &&
+      (!opts.integer || Number.isInteger(value));
+    if (!ok) {
+      const kind = opts.integer ? 'a whole number' : 'a number';
+      this.problems.push(`${name}=${raw} must be ${kind} from ${opts.min} to ${opts.max}`);
+      return fallback;
+    }
+    return value;
+  }
+
+  choice<T extends string>(name: string, choices: readonly T[], fallback: T): T {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    const value = raw.toLowerCase() as T;
+    if (!choices.includes(value)) {
+      this.problems.push(`${name}=${raw} must be one of: ${choices.join(', ')}`);
+      return fallback;
+    }
+    return value;
+  }
+
+  list(name: string): string[] {
+    const raw = this.string(name);
+    if (raw === undefined) return [];
+    return raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  }
+
+  url(name: string, protocols: readonly string[]): string | undefined {
+    const raw = this.string(name);
+    if (raw === undefined) return undefined;
+    try {
+      const url = new URL(raw);
+      if (!protocols.includes(url.protocol)) throw new Error('protocol');
+      return raw.replace(/\/+$/, '');
+    } catch {
+      this.problems.push(`${name} must be a ${protocols.join(' or ')} URL (got ${JSON.stringify(raw)})`);
+      return undefined;
+    }
+  }
+
+  snowflake(name: string): string | undefined {
+    const raw = this.string(name);
+    if (raw !== undefined && !/^\d{5,20}$/.test(raw)) {
+      this.problems.push(
+        `${name}=${raw} must be a numeric Discord id (enable Developer Mode, then "Copy ID")`,
+      );
+      return undefined;
+    }
+    return raw;
+  }
+}
+
+/** Validates `env` and builds the configuration; throws `ConfigError` listing every problem. */
+export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
+  const r = new Reader(env);
+  const modelDir = resolve(cwd, r.string('BLIP2_MODEL_DIR') ?? DEFAULT_MODEL_DIR);
+  const dataDir = resolve(cwd, r.string('BLIP2_DATA_DIR') ?? DEFAULT_DATA_DIR);
+
+  const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:']);
+  const storeKind = r.choice<StoreKind>(
+    'CACHE_STORE',
+    ['sqlite', 'memory', 'redis'],
+    redisUrl ? 'redis' : 'sqlite',
+  );
+  if (storeKind === 'redis' && !redisUrl && !r.string('REDIS_URL')) {
+    r.problems.push('CACHE_STORE=redis needs REDIS_URL (for example redis://localhost:6379)');
+  }
+  const ttlSeconds = r.number('CACHE_TTL_SECONDS', 7 * 24 * 3600, { min: 0, max: 10 * 365 * 24 * 3600 });
+  const ttlMs = ttlSeconds > 0 ? Math.round(ttlSeconds * 1000) : undefined;
+  const store: StoreConfig = {
+    kind: storeKind,
+    sqlitePath: resolve(dataDir, 'blip2-bot.sqlite'),
+    ...(redisUrl ? { redisUrl } : {}),
+    ...(ttlMs ? { ttlMs } : {}),
+  };
+
+  const allowList: AllowList = {
+    servers: r.list('ALLOWED_SERVERS'),
+    channels: r.list('ALLOWED_CHANNELS'),
+    users: r.list('ALLOWED_USERS'),
+    mode: r.choice('ALLOWLIST_MODE', ['ignore', 'tell'] as const, 'ignore'),
+  };
+
+  const chat: ChatSettings = {
+    ...DEFAULT_CHAT_SETTINGS,
+    allowList,
+    rateLimitPerMinute: r.number('RATE_LIMIT_PER_MINUTE', DEFAULT_CHAT_SETTINGS.rateLimitPerMinute, {
+      min: 0,
+      max: 10_000,
+      integer: true,
+    }),
+    requestTimeoutMs:
+      r.number('REQUEST_TIMEOUT_SECONDS', DEFAULT_CHAT_SETTINGS.requestTimeoutMs / 1000, {
+        min: 1,
+        max: 3600,
+      }) * 1000,
+    maxImageBytes: Math.round(
+      r.number('MAX_IMAGE_MB', DEFAULT_CHAT_SETTINGS.maxImageBytes / 1024 / 1024, { min: 0.01, max: 500 }) *
+        1024 *
+        1024,
+    ),
+    conversationTtlMs: ttlMs ?? 0,
+  };
+
+  const queueCapacity = r.number('QUEUE_CAPACITY', 20, { min: 1, max: 10_000, integer: true });
+  const logLevel = r.choice<LogLevel>('LOG_LEVEL', LOG_LEVELS, 'info');
+
+  const token = r.string('DISCORD_TOKEN');
+  const apiUrl = r.url('DISCORD_API_URL', ['http:', 'https:']);
+  const appId = r.snowflake('DISCORD_APP_ID');
+  const guildId = r.snowflake('DISCORD_GUILD_ID');
+  const discord: DiscordConfig | undefined = token
+    ? {
+        token: token.replace(/^Bot\s+/i, ''),
+        ...(appId ? { appId } : {}),
+        ...(apiUrl ? { apiUrl } : {}),
+        ...(guildId ? { guildId } : {}),
+      }
+    : undefined;
+
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+
+  const secrets = [
+    ...(discord ? [discord.token] : []),
+    ...SECRET_VARIABLES.map((name) => env[name]?.trim()).filter((s): s is string => Boolean(s)),
+  ];
+  return {
+    modelDir,
+    dataDir,
+    store,
+    queueCapacity,
+    chat,
+    logLevel,
+    ...(discord ? { discord } : {}),
+    env,
+    secrets,
+  };
+}
+
+/**
+ * Reads `.env` in `cwd` when present (variables already set in the environment win, as with `node --env-file`)
+ * and returns the merged variables. `process.env` itself is left untouched.
+ */
+export function readEnvironment(processEnv: Env = process.env, cwd = process.cwd(), file = '.env'): Env {
+  const path = resolve(cwd, file);
+  if (!existsSync(path)) return { ...processEnv };
+  let fromFile: Record<string, string>;
+  try {
+    fromFile = parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
+  } catch (err) {
+    throw new ConfigError([`${path} could not be read: ${(err as Error).message}`]);
+  }
+  const merged: Record<string, string | undefined> = { ...fromFile };
+  for (const [name, value] of Object.entries(processEnv)) if (value !== undefined) merged[name] = value;
+  return merged;
+}
+
+/** `readEnvironment` then `parseConfig`: what `blip2-bot start` uses. */
+export function loadConfig(options: { env?: Env; cwd?: string; envFile?: string } = {}): BotConfig {
+  const cwd = options.cwd ?? process.cwd();
+  return parseConfig(readEnvironment(options.env ?? process.env, cwd, options.envFile), cwd);
+}

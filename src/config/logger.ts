@@ -1,0 +1,83 @@
+/**
+ * A small leveled logger that never prints secrets: every configured token is replaced before a line is written,
+ * and anything shaped like a Discord or Slack token is masked even when nobody registered it.
+ */
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+export interface Logger {
+  debug(message: string, detail?: unknown): void;
+  info(message: string, detail?: unknown): void;
+  warn(message: string, detail?: unknown): void;
+  error(message: string, detail?: unknown): void;
+  /** A logger whose lines start with `[scope]`. */
+  child(scope: string): Logger;
+}
+
+export interface LoggerOptions {
+  level?: LogLevel;
+  /** Exact strings to mask (tokens, secrets). Short strings are ignored so that masking stays meaningful. */
+  secrets?: readonly (string | undefined)[];
+  /** Where lines go; stderr by default so stdout stays free for the terminal chat. */
+  write?: (line: string) => void;
+  scope?: string;
+}
+
+const TOKEN_PATTERNS: readonly RegExp[] = [
+  // Discord bot tokens: base64 user id . timestamp . HMAC
+  /[A-Za-z\d_-]{23,28}\.[A-Za-z\d_-]{6,7}\.[A-Za-z\d_-]{27,}/g,
+  // Slack tokens (bot, user, app-level, refresh)
+  /\bx(?:ox[abprs]|app)-[A-Za-z\d-]{10,}/g,
+];
+
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) out = out.split(secret).join('[redacted]');
+  for (const pattern of TOKEN_PATTERNS) out = out.replace(pattern, '[redacted]');
+  return out;
+}
+
+function describe(detail: unknown): string {
+  if (detail === undefined) return '';
+  if (detail instanceof Error) {
+    const cause = detail.cause === undefined ? '' : ` (cause: ${describe(detail.cause).trim()})`;
+    return ` ${detail.stack ?? `${detail.name}: ${detail.message}`}${cause}`;
+  }
+  if (typeof detail === 'string') return ` ${detail}`;
+  try {
+    return ` ${JSON.stringify(detail)}`;
+  } catch {
+    return ` ${String(detail)}`;
+  }
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const threshold = LOG_LEVELS.indexOf(options.level ?? 'info');
+  const secrets = (options.secrets ?? []).filter((s): s is string => typeof s === 'string' && s.length >= 8);
+  const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const prefix = options.scope ? `[${options.scope}] ` : '';
+  const emit = (level: LogLevel, message: string, detail: unknown) => {
+    if (LOG_LEVELS.indexOf(level) < threshold) return;
+    const line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${prefix}${message}${describe(detail)}`;
+    write(redact(line, secrets));
+  };
+  return {
+    debug: (m, d) => emit('debug', m, d),
+    info: (m, d) => emit('info', m, d),
+    warn: (m, d) => emit('warn', m, d),
+    error: (m, d) => emit('error', m, d),
+    child: (scope) =>
+      createLogger({ ...options, scope: options.scope ? `${options.scope}/${scope}` : scope, secrets }),
+  };
+}
+
+/** A logger that drops everything (tests, library use). */
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child: () => silentLogger,
+};

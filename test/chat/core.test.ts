@@ -1,0 +1,312 @@
+import Keyv from 'keyv';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ChatCore, type ChatCoreOptions } from '../../src/chat/core.js';
+import { DEMO_NOTICE, messages, usageHint } from '../../src/chat/messages.js';
+import type { ChatSettings } from '../../src/chat/settings.js';
+import type { ChatMessage, IncomingImage } from '../../src/chat/types.js';
+import { type EngineFixture, FAST_GENERATION, openTestEngine, RecordingEngine } from './engine-fixture.js';
+import { corruptJpegBytes, pngBytes, TestImage } from './images.js';
+import { RecordingOutput } from './recording-output.js';
+
+let shared: EngineFixture;
+/** A fresh recorder per test around the one shared engine (loading the model once keeps the suite fast). */
+let fixture: { engine: RecordingEngine };
+let conversations: Keyv;
+let nextId = 1;
+
+function msg(partial: Partial<ChatMessage> & { images?: IncomingImage[] }): ChatMessage {
+  return {
+    platform: 'local',
+    conversation: 'c1',
+    user: 'u1',
+    text: '',
+    addressed: true,
+    messageId: `m${nextId++}`,
+    ...partial,
+    images: partial.images ?? [],
+  };
+}
+
+function core(settings: Partial<ChatSettings> = {}, extra: Partial<ChatCoreOptions> = {}): ChatCore {
+  return new ChatCore({
+    engine: fixture.engine,
+    conversations,
+    settings: { rateLimitPerMinute: 0, generation: FAST_GENERATION, ...settings },
+    ...extra,
+  });
+}
+
+beforeAll(async () => {
+  shared = await openTestEngine();
+});
+
+afterAll(async () => {
+  await shared.close();
+});
+
+beforeEach(() => {
+  fixture = { engine: new RecordingEngine(shared.engine.inner) };
+  conversations = new Keyv({ namespace: 'conversations' });
+});
+
+describe('chat core', () => {
+  it('captions a picture sent without text, and says the demo model is random', async () => {
+    const out = new RecordingOutput();
+    await core().handle(msg({ images: [new TestImage('cat.png', await pngBytes(1))] }), out);
+    expect(out.messages).toHaveLength(1);
+    expect(fixture.engine.requests[0]).toMatchObject({ task: 'caption' });
+    expect(fixture.engine.requests[0]?.question).toBeUndefined();
+    const [answer, notice] = out.texts[0]!.split('\n');
+    expect(answer).toBe(fixture.engine.results[0]!.text.trim() || messages.emptyAnswer);
+    expect(notice).toBe(DEMO_NOTICE);
+    expect(out.typing).toBeGreaterThanOrEqual(1);
+  });
+
+  it('answers a question about a picture, then a follow-up with history, without encoding again', async () => {
+    const c = core();
+    const out = new RecordingOutput();
+    await c.handle(msg({ text: 'what is this?', images: [new TestImage('a.png', await pngBytes(2))] }), out);
+    await c.handle(msg({ text: 'and its colour?', addressed: false }), out);
+    expect(out.messages).toHaveLength(2);
+    const [first, second] = fixture.engine.requests;
+    expect(first).toMatchObject({ question: 'what is this?', history: [] });
+    expect(second).toMatchObject({
+      question: 'and its colour?',
+      history: [{ question: 'what is this?', answer: fixture.engine.results[0]!.text }],
+    });
+    expect(second?.image).toBe(first?.image);
+    expect(fixture.engine.encodeCalls).toBe(1);
+    expect(fixture.engine.results[1]!.imageCached).toBe(true);
+  });
+
+  it('makes a new picture the subject and starts its history afresh', async () => {
+    const c = core();
+    const out = new RecordingOutput();
+    await c.handle(msg({ text: 'first?', images: [new TestImage('a.png', await pngBytes(3))] }), out);
+    await c.handle(msg({ text: 'second?', images: [new TestImage('b.png', await pngBytes(4))] }), out);
+    await c.handle(msg({ text: 'third?', addressed: false }), out);
+    const [r1, r2, r3] = fixture.engine.requests;
+    expect(r2?.image).not.toBe(r1?.image);
+    expect(r2?.history).toEqual([]);
+    expect(r3?.image).toBe(r2?.image);
+    expect(r3?.history?.map((t) => t.question)).toEqual(['second?']);
+    expect(out.texts[1]).toContain(messages.newSubject);
+  });
+
+  it('uses the first of several pictures and says which', async () => {
+    const out = new RecordingOutput();
+    const first = new TestImage('first.png', await pngBytes(5));
+    const second = new TestImage('second.png', await pngBytes(6));
+    await core().handle(msg({ images: [first, second] }), out);
+    expect(first.downloads).toBe(1);
+    expect(second.downloads).toBe(0);
+    expect(out.texts[0]).toContain(messages.severalImages(2, 'first.png'));
+  });
+
+  it('gives a hint when there is no picture anywhere, and stays quiet when not addressed', async () => {
+    const c = core();
+    const out = new RecordingOutput();
+    await c.handle(msg({ text: 'hello?' }), out);
+    expect(out.texts).toEqual([usageHint('local')]);
+    await c.handle(msg({ text: 'chatting', addressed: false, conversation: 'other' }), out);
+    expect(out.messages).toHaveLength(1);
+    expect(fixture.engine.requests).toHaveLength(0);
+  });
+
+  it('answers a text file, an oversize file and a corrupt image politely, and keeps working', async () => {
+    const c = core({ maxImageBytes: 1000 });
+    const text = new TestImage('notes.txt', new TextEncoder().encode('hello'), { contentType: 'text/plain' });
+    const big = new TestImage('big.png', new Uint8Array(5000), { contentType: 'image/png' });
+    const sneaky = new TestImage('sneaky.png', new Uint8Array(5000), {
+      contentType: 'image/png',
+      size: null,
+    });
+    const corrupt = new TestImage('broken.jpg', await corruptJpegBytes(), { contentType: 'image/jpeg' });
+    const outs = [new RecordingOutput(), new RecordingOutput(), new RecordingOutput(), new RecordingOutput()];
+    await c.handle(msg({ conversation: 'a', images: [text] }), outs[0]!);
+    await c.handle(msg({ conversation: 'b', images: [big] }), outs[1]!);
+    await c.handle(msg({ conversation: 'c', images: [sneaky] }), outs[2]!);
+    await c.handle(msg({ conversation: 'd', images: [corrupt] }), outs[3]!);
+    expect(outs[0]!.all).toMatch(/"notes\.txt" \(text\/plain\) is not a picture/);
+    expect(text.downloads).toBe(0);
+    expect(outs[1]!.all).toMatch(/"big\.png" is 4\.9 KB|larger than/);
+    expect(big.downloads).toBe(0);
+    expect(outs[2]!.all).toMatch(/too large|larger than/);
+    expect(outs[3]!.messages).toHaveLength(1);
+    expect(outs[3]!.all).not.toBe(messages.failed);
+    expect(outs[3]!.all.length).toBeGreaterThan(10);
+
+    const ok = new RecordingOutput();
+    await c.handle(msg({ conversation: 'e', images: [new TestImage('fine.png', await pngBytes(7))] }), ok);
+    expect(ok.all).toContain(DEMO_NOTICE);
+  });
+
+  it('shows queue positions and edits the notice into the answer', async () => {
+    const c = core();
+    const outs = Array.from({ length: 6 }, () => new RecordingOutput());
+    const images = await Promise.all(outs.map((_, i) => pngBytes(20 + i)));
+    await Promise.all(
+      outs.map((out, i) =>
+        c.handle(msg({ conversation: `q${i}`, images: [new TestImage(`${i}.png`, images[i]!)] }), out),
+      ),
+    );
+    for (const out of outs) {
+      expect(out.messages).toHaveLength(1);
+      expect(out.all).toContain(DEMO_NOTICE);
+    }
+    const queued = outs.filter((o) =>
+      o.messages[0]!.history.some((h) => /#\d+ in line|next in line/.test(h)),
+    );
+    expect(queued.length).toBeGreaterThan(0);
+    expect(fixture.engine.positions.length).toBeGreaterThan(0);
+  });
+
+  it('posts the queue position once where edits are impossible', async () => {
+    const c = core();
+    const outs = Array.from({ length: 4 }, () => new RecordingOutput(2000, false));
+    const images = await Promise.all(outs.map((_, i) => pngBytes(40 + i)));
+    await Promise.all(
+      outs.map((out, i) =>
+        c.handle(msg({ conversation: `n${i}`, images: [new TestImage('x.png', images[i]!)] }), out),
+      ),
+    );
+    for (const out of outs) {
+      expect(out.messages.every((m) => m.history.length === 1)).toBe(true);
+      expect(out.messages.filter((m) => m.text.includes(DEMO_NOTICE))).toHaveLength(1);
+      expect(out.messages.length).toBeLessThanOrEqual(2);
+    }
+  });
+
+  it('says the bot is busy when the queue is full', async () => {
+    const small = await openTestEngine({ queueCapacity: 1 });
+    fixture = small;
+    const c = core();
+    const outs = Array.from({ length: 6 }, () => new RecordingOutput());
+    const images = await Promise.all(outs.map((_, i) => pngBytes(60 + i)));
+    await Promise.all(
+      outs.map((out, i) =>
+        c.handle(msg({ conversation: `f${i}`, images: [new TestImage('x.png', images[i]!)] }), out),
+      ),
+    );
+    const busy = outs.filter((o) => o.all.includes('busy right now'));
+    const answered = outs.filter((o) => o.all.includes(DEMO_NOTICE));
+    expect(busy.length).toBeGreaterThan(0);
+    expect(answered.length).toBeGreaterThan(0);
+    expect(busy.length + answered.length).toBe(outs.length);
+    await small.close();
+  });
+
+  it('limits each user to N requests a minute', async () => {
+    let now = 1_000_000;
+    const c = core({ rateLimitPerMinute: 2 }, { now: () => now });
+    const out = new RecordingOutput();
+    await c.handle(msg({ text: 'one', images: [new TestImage('a.png', await pngBytes(8))] }), out);
+    await c.handle(msg({ text: 'two' }), out);
+    await c.handle(msg({ text: 'three' }), out);
+    expect(out.texts[2]).toMatch(/Please wait 60 s/);
+    await c.handle(msg({ text: 'other user', user: 'u2' }), out);
+    expect(out.texts[3]).toContain(DEMO_NOTICE);
+    now += 60_001;
+    await c.handle(msg({ text: 'four' }), out);
+    expect(out.texts[4]).toContain(DEMO_NOTICE);
+    expect(fixture.engine.requests.map((r) => r.question)).toEqual(['one', 'two', 'other user', 'four']);
+  });
+
+  it('ignores or tells people outside the allow-list, as configured', async () => {
+    const allowList = { servers: ['s1'], channels: [], users: [], mode: 'ignore' as const };
+    const image = new TestImage('a.png', await pngBytes(9));
+    const ignored = new RecordingOutput();
+    await core({ allowList }).handle(msg({ server: 's2', images: [image] }), ignored);
+    expect(ignored.messages).toHaveLength(0);
+    expect(image.downloads).toBe(0);
+
+    const told = new RecordingOutput();
+    await core({ allowList: { ...allowList, mode: 'tell' } }).handle(
+      msg({ server: 's2', images: [image] }),
+      told,
+    );
+    expect(told.texts).toEqual([messages.notAllowed]);
+
+    const allowed = new RecordingOutput();
+    await core({ allowList }).handle(msg({ server: 's1', images: [image] }), allowed);
+    expect(allowed.all).toContain(DEMO_NOTICE);
+  });
+
+  it('apologises on a timeout instead of staying silent', async () => {
+    const out = new RecordingOutput();
+    const slow = new TestImage('slow.png', await pngBytes(10), { hang: true });
+    await core({ requestTimeoutMs: 50 }).handle(msg({ images: [slow] }), out);
+    expect(out.texts).toEqual([messages.timeout]);
+  });
+
+  it('says the picture expired when the engine no longer has it', async () => {
+    await conversations.set('local:old', {
+      v: 1,
+      imageKey: 'img-0000000000000000000000000000000000000000000000000000000000000000',
+      imageName: 'gone.png',
+      turns: [],
+      updatedAt: 0,
+    });
+    const c = core();
+    const out = new RecordingOutput();
+    await c.handle(msg({ conversation: 'old', text: 'what was it?' }), out);
+    expect(out.texts).toEqual([messages.expired]);
+    await c.handle(msg({ conversation: 'old', text: 'again?' }), out);
+    expect(out.texts[1]).toBe(usageHint('local'));
+  });
+
+  it('answers the same message id once', async () => {
+    const c = core();
+    const out = new RecordingOutput();
+    const image = new TestImage('a.png', await pngBytes(11));
+    const m = msg({ images: [image] });
+    await Promise.all([c.handle(m, out), c.handle({ ...m }, out)]);
+    await c.handle({ ...m }, out);
+    expect(out.messages).toHaveLength(1);
+    expect(image.downloads).toBe(1);
+  });
+
+  it('splits long answers at the platform limit', async () => {
+    const out = new RecordingOutput(40);
+    await core().handle(msg({ images: [new TestImage('a.png', await pngBytes(12))] }), out);
+    expect(out.messages.length).toBeGreaterThan(1);
+    for (const text of out.texts) expect(text.length).toBeLessThanOrEqual(40);
+    expect(out.texts.join(' ').replace(/\s+/g, ' ')).toContain('Demo model');
+  });
+
+  it('keeps the typing indicator alive while a job runs', async () => {
+    const out = new RecordingOutput();
+    const slow = new TestImage('slow.png', await pngBytes(13), { hang: true });
+    await core({ typingIntervalMs: 10, requestTimeoutMs: 80 }).handle(msg({ images: [slow] }), out);
+    expect(out.typing).toBeGreaterThanOrEqual(4);
+    const after = out.typing;
+    await new Promise((r) => setTimeout(r, 40));
+    expect(out.typing).toBe(after);
+  });
+
+  it('refuses over-long questions with a clear message', async () => {
+    const out = new RecordingOutput();
+    await core({ maxQuestionChars: 20 }).handle(
+      msg({ text: 'x'.repeat(21), images: [new TestImage('a.png', await pngBytes(14))] }),
+      out,
+    );
+    expect(out.texts).toEqual([messages.questionTooLong(20)]);
+  });
+
+  it('on shutdown cancels what does not finish in time and turns new requests away', async () => {
+    const c = core();
+    const out = new RecordingOutput();
+    const running = c.handle(
+      msg({ images: [new TestImage('slow.png', await pngBytes(15), { hang: true })] }),
+      out,
+    );
+    await new Promise((r) => setTimeout(r, 20));
+    expect(c.activeJobs).toBe(1);
+    await c.shutdown(30);
+    await running;
+    expect(out.texts).toEqual([messages.shuttingDown]);
+    const late = new RecordingOutput();
+    await c.handle(msg({ conversation: 'late', images: [new TestImage('a.png', await pngBytes(16))] }), late);
+    expect(late.texts).toEqual([messages.shuttingDown]);
+  });
+});

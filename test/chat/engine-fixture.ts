@@ -1,0 +1,81 @@
+/**
+ * The engine every chat and adapter test uses: the real Blip2Engine on the seeded demo model (written once under
+ * models/demo by the real converter), wrapped so tests can see what it was asked and whether the image cache hit.
+ */
+import type { ChatSettings } from '../../src/chat/settings.js';
+import type { GenerateRequest, GenerateResult, ImageQuestionEngine } from '../../src/engine/api.js';
+import { Blip2Engine } from '../../src/engine/engine.js';
+import { ensureDemoModel } from '../../src/model/demo.js';
+import type { StoreOptions } from '../../src/storage/keyv-store.js';
+
+/** Greedy and short: the demo model's text is random anyway, and the suite stays fast. */
+export const FAST_GENERATION: NonNullable<ChatSettings['generation']> = {
+  caption: { numBeams: 1, maxNewTokens: 6 },
+  question: { numBeams: 1, maxNewTokens: 6 },
+};
+
+export interface EngineFixtureOptions {
+  /** Where the image cache lives; memory by default. */
+  store?: StoreOptions;
+  queueCapacity?: number;
+}
+
+/** Delegates to the engine and records what it did, so tests can see cache hits and vision runs. */
+export class RecordingEngine implements ImageQuestionEngine {
+  encodeCalls = 0;
+  readonly requests: GenerateRequest[] = [];
+  readonly results: GenerateResult[] = [];
+  readonly positions: number[] = [];
+
+  constructor(readonly inner: ImageQuestionEngine) {}
+
+  get demo(): boolean {
+    return this.inner.demo;
+  }
+  get modelId(): string {
+    return this.inner.modelId;
+  }
+  get queueLength(): number {
+    return this.inner.queueLength;
+  }
+
+  encodeImage(bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<string> {
+    this.encodeCalls++;
+    return this.inner.encodeImage(bytes, options);
+  }
+
+  async generate(request: GenerateRequest): Promise<GenerateResult> {
+    this.requests.push(request);
+    const onQueuePosition = request.onQueuePosition;
+    const result = await this.inner.generate({
+      ...request,
+      onQueuePosition: (position) => {
+        this.positions.push(position);
+        onQueuePosition?.(position);
+      },
+    });
+    this.results.push(result);
+    return result;
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+export interface EngineFixture {
+  engine: RecordingEngine;
+  close(): Promise<void>;
+}
+
+async function loadEngine(options: EngineFixtureOptions): Promise<ImageQuestionEngine> {
+  return Blip2Engine.load(await ensureDemoModel(), {
+    store: options.store ?? { kind: 'memory' },
+    queueCapacity: options.queueCapacity ?? 20,
+  });
+}
+
+export async function openTestEngine(options: EngineFixtureOptions = {}): Promise<EngineFixture> {
+  const engine = await loadEngine(options);
+  return { engine: new RecordingEngine(engine), close: () => engine.close() };
+}

@@ -1,0 +1,125 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_NOTICE } from '../../src/chat/messages.js';
+import { startCommand } from '../../src/cli/commands/start.js';
+import { DiscordEmulator } from '../emulators/discord/emulator.js';
+import { pngBytes } from './images.js';
+
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'blip2-start-'));
+  mkdirSync(join(dir, 'no-model'));
+});
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function capture() {
+  const stream = new PassThrough();
+  let text = '';
+  stream.on('data', (chunk) => {
+    text += chunk.toString();
+  });
+  return { stream, text: () => text };
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const baseEnv = () => ({
+  BLIP2_MODEL_DIR: join(dir, 'no-model'),
+  BLIP2_DATA_DIR: join(dir, 'data'),
+  LOG_LEVEL: 'warn',
+});
+
+describe('blip2-bot start', () => {
+  it('exits with 2 and names every bad variable', async () => {
+    const err = capture();
+    const code = await startCommand([], {
+      env: { RATE_LIMIT_PER_MINUTE: 'lots', DISCORD_API_URL: 'not a url', CACHE_STORE: 'floppy' },
+      cwd: dir,
+      stderr: err.stream,
+    });
+    expect(code).toBe(2);
+    expect(err.text()).toContain('RATE_LIMIT_PER_MINUTE=lots must be a whole number');
+    expect(err.text()).toContain('DISCORD_API_URL must be a http: or https: URL');
+    expect(err.text()).toContain('CACHE_STORE=floppy must be one of: sqlite, memory, redis');
+  });
+
+  it('without tokens and without a terminal, says what to set and exits with 2', async () => {
+    const err = capture();
+    const stdin = Object.assign(new PassThrough(), { isTTY: false });
+    const code = await startCommand([], { env: baseEnv(), cwd: dir, stdin, stderr: err.stream });
+    expect(code).toBe(2);
+    expect(err.text()).toContain('DISCORD_TOKEN');
+    expect(err.text()).toContain('SLACK_BOT_TOKEN');
+    expect(err.text()).toContain('Standard input is not a terminal');
+  });
+
+  it('without tokens on a terminal, runs the local chat on the demo model, with a banner', async () => {
+    const picture = join(dir, 'pic.png');
+    writeFileSync(picture, await pngBytes(3));
+    const stdin = Object.assign(new PassThrough(), { isTTY: true });
+    const out = capture();
+    const err = capture();
+    const running = startCommand([], {
+      env: baseEnv(),
+      cwd: dir,
+      stdin,
+      stdout: out.stream,
+      stderr: err.stream,
+    });
+    stdin.write(`/image ${picture}\n`);
+    await until('the caption', () => out.text().includes(DEMO_NOTICE));
+    stdin.write('/quit\n');
+    expect(await running).toBe(0);
+    expect(err.text()).toContain('Running the DEMO model');
+    expect(err.text()).toContain('No chat platform is configured');
+  });
+
+  it('with DISCORD_TOKEN, answers on Discord (through DISCORD_API_URL) and stops cleanly', async () => {
+    const emulator = await DiscordEmulator.start();
+    try {
+      const stop = new AbortController();
+      let ready = false;
+      const err = capture();
+      const running = startCommand([], {
+        env: { ...baseEnv(), DISCORD_TOKEN: emulator.token, DISCORD_API_URL: emulator.apiUrl },
+        cwd: dir,
+        stdin: Object.assign(new PassThrough(), { isTTY: false }),
+        stderr: err.stream,
+        signal: stop.signal,
+        onReady: ({ adapters }) => {
+          ready = adapters.some((a) => a.name === 'discord');
+        },
+      });
+      await until('the bot to connect', () => ready);
+      const source = emulator.userMessage({
+        channelId: emulator.channels.general.id,
+        mention: true,
+        content: 'what is this?',
+        attachments: [{ name: 'a.png', contentType: 'image/png', bytes: await pngBytes(4) }],
+      });
+      await emulator.waitFor(
+        'the answer',
+        () => emulator.botMessages(source.id).find((m) => m.content.includes(DEMO_NOTICE)),
+        20_000,
+      );
+      stop.abort();
+      expect(await running).toBe(0);
+      expect(err.text()).not.toContain(emulator.token);
+    } finally {
+      await emulator.stop();
+    }
+  });
+});

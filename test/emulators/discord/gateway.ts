@@ -1,0 +1,101 @@
+/** The emulator's WebSocket gateway: HELLO, IDENTIFY → READY + GUILD_CREATE, heartbeat ACKs, dispatches. */
+import type { Server } from 'node:http';
+import { GatewayIntentBits, GatewayOpcodes } from 'discord.js';
+import { type WebSocket, WebSocketServer } from 'ws';
+
+export interface GatewaySession {
+  socket: WebSocket;
+  intents: number;
+  identified: boolean;
+  sequence: number;
+}
+
+export interface GatewayOptions {
+  server: Server;
+  path: string;
+  token: string;
+  /** Close with 4014 when a client asks for the Message Content intent (the app has not enabled it). */
+  disallowMessageContent: () => boolean;
+  /** READY and GUILD_CREATE payloads, built when a client identifies. */
+  onIdentify: (session: GatewaySession) => { ready: unknown; guilds: unknown[] };
+}
+
+export class Gateway {
+  readonly sessions = new Set<GatewaySession>();
+  identifies: { intents: number }[] = [];
+  private readonly wss: WebSocketServer;
+
+  constructor(private readonly options: GatewayOptions) {
+    this.wss = new WebSocketServer({ server: options.server, path: options.path });
+    this.wss.on('connection', (socket) => this.accept(socket));
+  }
+
+  private accept(socket: WebSocket): void {
+    const session: GatewaySession = { socket, intents: 0, identified: false, sequence: 0 };
+    this.sessions.add(session);
+    socket.on('close', () => this.sessions.delete(session));
+    socket.on('message', (raw) => this.receive(session, raw.toString()));
+    this.send(session, { op: GatewayOpcodes.Hello, d: { heartbeat_interval: 41_250 } });
+  }
+
+  private receive(session: GatewaySession, raw: string): void {
+    let payload: { op: number; d: unknown };
+    try {
+      payload = JSON.parse(raw);
+    } catch {
+      session.socket.close(4002, 'Decode error');
+      return;
+    }
+    switch (payload.op) {
+      case GatewayOpcodes.Heartbeat:
+        this.send(session, { op: GatewayOpcodes.HeartbeatAck });
+        return;
+      case GatewayOpcodes.Identify: {
+        const d = payload.d as { token?: string; intents?: number };
+        if (d.token !== this.options.token) {
+          session.socket.close(4004, 'Authentication failed.');
+          return;
+        }
+        const intents = Number(d.intents ?? 0);
+        this.identifies.push({ intents });
+        if (this.options.disallowMessageContent() && intents & GatewayIntentBits.MessageContent) {
+          session.socket.close(4014, 'Disallowed intent(s).');
+          return;
+        }
+        session.intents = intents;
+        session.identified = true;
+        const { ready, guilds } = this.options.onIdentify(session);
+        this.dispatchTo(session, 'READY', ready);
+        for (const guild of guilds) this.dispatchTo(session, 'GUILD_CREATE', guild);
+        return;
+      }
+      case GatewayOpcodes.Resume:
+        // Sessions are not kept: make the client identify again.
+        this.send(session, { op: GatewayOpcodes.InvalidSession, d: false });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private send(session: GatewaySession, payload: unknown): void {
+    if (session.socket.readyState === session.socket.OPEN) session.socket.send(JSON.stringify(payload));
+  }
+
+  dispatchTo(session: GatewaySession, type: string, data: unknown): void {
+    session.sequence += 1;
+    this.send(session, { op: GatewayOpcodes.Dispatch, t: type, s: session.sequence, d: data });
+  }
+
+  /** Sends an event to every identified client; `shape` may tailor it per session (intents). */
+  dispatch(type: string, data: unknown, shape?: (session: GatewaySession, data: unknown) => unknown): void {
+    for (const session of this.sessions) {
+      if (session.identified) this.dispatchTo(session, type, shape ? shape(session, data) : data);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const session of this.sessions) session.socket.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+}
