@@ -155,8 +155,10 @@ export class ChatCore implements ChatHandler {
     const state = await this.store.get(key);
     const hasImage = message.images.length > 0;
 
+    // A conversation starts only when someone addresses the bot; pictures in others' threads are not for it.
+    if (!state && !message.addressed) return;
     if (!hasImage && !state) {
-      if (message.addressed) await this.say(output, usageHint(message.platform));
+      await this.say(output, usageHint(message.platform));
       return;
     }
     // Chatter without a question in a conversation the bot follows is not for the bot.

@@ -113,6 +113,21 @@ describe('chat core', () => {
     expect(fixture.engine.requests).toHaveLength(0);
   });
 
+  it('does not start a conversation from a picture nobody addressed to it', async () => {
+    const c = core();
+    const out = new RecordingOutput();
+    await c.handle(
+      msg({
+        addressed: false,
+        conversation: 'someone-elses-thread',
+        images: [new TestImage('x.png', await pngBytes(9))],
+      }),
+      out,
+    );
+    expect(out.messages).toHaveLength(0);
+    expect(fixture.engine.encodeCalls).toBe(0);
+  });
+
   it('answers a text file, an oversize file and a corrupt image politely, and keeps working', async () => {
     const c = core({ maxImageBytes: 1000 });
     const text = new TestImage('notes.txt', new TextEncoder().encode('hello'), { contentType: 'text/plain' });
