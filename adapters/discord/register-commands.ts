@@ -77,7 +77,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (!config.discord) {
     console.error(
-      'DISCORD_TOKEN is not set. Put the bot token in .env (see .env.example and docs/discord.md).',
+      'DISCORD_TOKEN is not set. Put the bot token in .env (see .env.example and "Run it on Discord" in README.md).',
     );
     return 2;
   }

@@ -29,12 +29,12 @@ Variables:
 ${Object.entries(CONFIG_VARIABLES)
   .map(([name, meaning]) => `  ${name.padEnd(24)}${meaning}`)
   .join('\n')}
-  SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET, SLACK_PORT, SLACK_API_URL: see docs/slack.md`;
+  SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET, SLACK_PORT, SLACK_API_URL: see "Run it on Slack" in README.md`;
 
 const NO_PLATFORM_HELP = `No chat platform is configured, so the bot cannot join Discord or Slack yet. To connect it, set in .env
 (copy .env.example):
-  Discord: DISCORD_TOKEN                      (docs/discord.md: create the app, intents, invite, register /describe)
-  Slack:   SLACK_BOT_TOKEN + SLACK_APP_TOKEN  (Socket Mode; or SLACK_SIGNING_SECRET for HTTP mode; docs/slack.md)`;
+  Discord: DISCORD_TOKEN                      (README.md "Run it on Discord": app, intents, invite, /describe)
+  Slack:   SLACK_BOT_TOKEN + SLACK_APP_TOKEN  (Socket Mode; or SLACK_SIGNING_SECRET for HTTP mode; README.md "Run it on Slack")`;
 
 interface SlackModule {
   slackConfigFromEnv(env: Env): unknown;
