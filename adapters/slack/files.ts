@@ -3,7 +3,7 @@
  * the size cap checked on the declared size, on Content-Length and while the bytes arrive; an HTML login page or a
  * file that is not an image becomes a message the person can act on instead of bytes for the decoder.
  */
-import { DownloadError, tooLarge } from '../../src/chat/download.js';
+import { DownloadError, readCapped, tooLarge } from '../../src/chat/download.js';
 import type { IncomingImage } from '../../src/chat/types.js';
 import { ImageError, InputError } from '../../src/engine/errors.js';
 import { sniffFile } from './sniff.js';
@@ -141,33 +141,6 @@ function loginPage(file: SlackFile): SlackFileAccessError {
     `Slack sent a sign-in page instead of "${fileLabel(file)}", so I can't see it. The app is probably missing ` +
       'the `files:read` scope: add it under "OAuth & Permissions", reinstall the app, then try again.',
   );
-}
-
-async function readCapped(
-  body: ReadableStream<Uint8Array>,
-  maxBytes: number,
-  onTooLarge: () => Error,
-): Promise<Uint8Array> {
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw onTooLarge();
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
 }
 
 /** Downloads a Slack file and makes sure the bytes are an image in a format the decoder takes. */

@@ -89,16 +89,25 @@ export async function downloadWithCap(url: string, options: DownloadOptions): Pr
     throw tooLarge(name, options.maxBytes, declared);
   }
   if (!response.body) return new Uint8Array(await response.arrayBuffer());
+  return readCapped(response.body, options.maxBytes, () => tooLarge(name, options.maxBytes));
+}
+
+/** Reads a response body, cancelling it with `onTooLarge()` as soon as more than `maxBytes` arrive. */
+export async function readCapped(
+  body: ReadableStream<Uint8Array>,
+  maxBytes: number,
+  onTooLarge: () => Error,
+): Promise<Uint8Array> {
+  const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
-  const reader = response.body.getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     total += value.byteLength;
-    if (total > options.maxBytes) {
+    if (total > maxBytes) {
       await reader.cancel().catch(() => {});
-      throw tooLarge(name, options.maxBytes);
+      throw onTooLarge();
     }
     chunks.push(value);
   }
