@@ -142,6 +142,64 @@ async function feedForward(
   return linear(ctx, `${path}/wo`, hidden, `${prefix}.wo`, t.dModel, t.dFf);
 }
 
+/** Sub-layer `layer.{n}` of a block, T5's pre-norm residual: `h + body(rms_norm(h))`. */
+async function subLayer(
+  ctx: LayerContext,
+  t: T5Config,
+  block: { path: string; prefix: string },
+  n: number,
+  h: string,
+  body: (normed: string, path: string, prefix: string) => Promise<string>,
+): Promise<string> {
+  const path = `${block.path}/layer.${n}`;
+  const prefix = `${block.prefix}.layer.${n}`;
+  const normed = await rmsNorm(
+    ctx,
+    `${path}/layer_norm`,
+    h,
+    `${prefix}.layer_norm.weight`,
+    t.dModel,
+    t.layerNormEps,
+  );
+  return ctx.b.op(`${path}/residual`, 'Add', [h, await body(normed, path, prefix)]);
+}
+
+function finalNorm(ctx: LayerContext, stack: 'encoder' | 'decoder', h: string, t: T5Config): Promise<string> {
+  return rmsNorm(
+    ctx,
+    `/${stack}/final_layer_norm`,
+    h,
+    `${LM}.${stack}.final_layer_norm.weight`,
+    t.dModel,
+    t.layerNormEps,
+  );
+}
+
+/** Decoder cross-attention over precomputed keys/values; no position bias, only the encoder mask. */
+async function crossAttention(
+  ctx: LayerContext,
+  path: string,
+  prefix: string,
+  x: string,
+  cross: { key: string; value: string },
+  mask: string,
+  t: T5Config,
+): Promise<string> {
+  const { b } = ctx;
+  const I = inner(t);
+  const q = await linear(ctx, `${path}/q`, x, `${prefix}.q`, I, t.dModel);
+  const kT = b.op(`${path}/k/TransposeForScores`, 'Transpose', [cross.key], { perm: [0, 1, 3, 2] });
+  const attn = scaledDotAttention(
+    b,
+    path,
+    splitHeads(b, `${path}/q`, q, t.numHeads, t.dKv),
+    kT,
+    cross.value,
+    mask,
+  );
+  return linear(ctx, `${path}/o`, mergeHeads(b, `${path}/merge`, attn, I), `${prefix}.o`, t.dModel, I);
+}
+
 export async function buildT5EncoderGraph(ctx: LayerContext, config: Blip2Config): Promise<void> {
   const { b } = ctx;
   const t = config.text;
@@ -161,50 +219,15 @@ export async function buildT5EncoderGraph(ctx: LayerContext, config: Blip2Config
   ]);
 
   for (let i = 0; i < t.numLayers; i++) {
-    const prefix = `${LM}.encoder.block.${i}`;
-    const path = `/encoder/block.${i}`;
-    const n0 = await rmsNorm(
-      ctx,
-      `${path}/layer.0/layer_norm`,
-      h,
-      `${prefix}.layer.0.layer_norm.weight`,
-      t.dModel,
-      t.layerNormEps,
+    const block = { path: `/encoder/block.${i}`, prefix: `${LM}.encoder.block.${i}` };
+    h = await subLayer(ctx, t, block, 0, h, async (x, path, prefix) => {
+      return (await selfAttention(ctx, `${path}/SelfAttention`, `${prefix}.SelfAttention`, x, bias, t)).out;
+    });
+    h = await subLayer(ctx, t, block, 1, h, (x, path, prefix) =>
+      feedForward(ctx, `${path}/DenseReluDense`, `${prefix}.DenseReluDense`, x, t),
     );
-    const sa = await selfAttention(
-      ctx,
-      `${path}/layer.0/SelfAttention`,
-      `${prefix}.layer.0.SelfAttention`,
-      n0,
-      bias,
-      t,
-    );
-    h = b.op(`${path}/layer.0/residual`, 'Add', [h, sa.out]);
-    const n1 = await rmsNorm(
-      ctx,
-      `${path}/layer.1/layer_norm`,
-      h,
-      `${prefix}.layer.1.layer_norm.weight`,
-      t.dModel,
-      t.layerNormEps,
-    );
-    const ff = await feedForward(
-      ctx,
-      `${path}/layer.1/DenseReluDense`,
-      `${prefix}.layer.1.DenseReluDense`,
-      n1,
-      t,
-    );
-    h = b.op(`${path}/layer.1/residual`, 'Add', [h, ff]);
   }
-  const out = await rmsNorm(
-    ctx,
-    '/encoder/final_layer_norm',
-    h,
-    `${LM}.encoder.final_layer_norm.weight`,
-    t.dModel,
-    t.layerNormEps,
-  );
+  const out = await finalNorm(ctx, 'encoder', h, t);
   b.output(ENCODER_IO.hiddenStates, out, TensorDataType.FLOAT, ['batch', 'encoder_tokens', t.dModel]);
 }
 
@@ -237,7 +260,6 @@ export async function buildT5CrossKvGraph(ctx: LayerContext, config: Blip2Config
 export async function buildT5DecoderGraph(ctx: LayerContext, config: Blip2Config): Promise<void> {
   const { b } = ctx;
   const t = config.text;
-  const I = inner(t);
   const ids = b.input(DECODER_IO.inputIds, TensorDataType.INT64, ['batch', 'new_tokens']);
   const encMask = b.input(DECODER_IO.encoderAttentionMask, TensorDataType.INT64, ['batch', 'encoder_tokens']);
   const past: { key: string; value: string }[] = [];
@@ -272,94 +294,30 @@ export async function buildT5DecoderGraph(ctx: LayerContext, config: Blip2Config
   const crossBias = additiveMask(b, '/decoder/encoder_attention_mask', encMask);
 
   for (let i = 0; i < t.numDecoderLayers; i++) {
-    const prefix = `${LM}.decoder.block.${i}`;
-    const path = `/decoder/block.${i}`;
-    const n0 = await rmsNorm(
-      ctx,
-      `${path}/layer.0/layer_norm`,
-      h,
-      `${prefix}.layer.0.layer_norm.weight`,
-      t.dModel,
-      t.layerNormEps,
+    const block = { path: `/decoder/block.${i}`, prefix: `${LM}.decoder.block.${i}` };
+    h = await subLayer(ctx, t, block, 0, h, async (x, path, prefix) => {
+      const sa = await selfAttention(
+        ctx,
+        `${path}/SelfAttention`,
+        `${prefix}.SelfAttention`,
+        x,
+        selfBias,
+        t,
+        past[i],
+      );
+      const dims = ['batch', t.numHeads, 'total_tokens', t.dKv];
+      b.output(DECODER_IO.presentKey(i), sa.key, TensorDataType.FLOAT, dims);
+      b.output(DECODER_IO.presentValue(i), sa.value, TensorDataType.FLOAT, dims);
+      return sa.out;
+    });
+    h = await subLayer(ctx, t, block, 1, h, (x, path, prefix) =>
+      crossAttention(ctx, `${path}/EncDecAttention`, `${prefix}.EncDecAttention`, x, cross[i]!, crossBias, t),
     );
-    const sa = await selfAttention(
-      ctx,
-      `${path}/layer.0/SelfAttention`,
-      `${prefix}.layer.0.SelfAttention`,
-      n0,
-      selfBias,
-      t,
-      past[i],
+    h = await subLayer(ctx, t, block, 2, h, (x, path, prefix) =>
+      feedForward(ctx, `${path}/DenseReluDense`, `${prefix}.DenseReluDense`, x, t),
     );
-    b.output(DECODER_IO.presentKey(i), sa.key, TensorDataType.FLOAT, [
-      'batch',
-      t.numHeads,
-      'total_tokens',
-      t.dKv,
-    ]);
-    b.output(DECODER_IO.presentValue(i), sa.value, TensorDataType.FLOAT, [
-      'batch',
-      t.numHeads,
-      'total_tokens',
-      t.dKv,
-    ]);
-    h = b.op(`${path}/layer.0/residual`, 'Add', [h, sa.out]);
-
-    const n1 = await rmsNorm(
-      ctx,
-      `${path}/layer.1/layer_norm`,
-      h,
-      `${prefix}.layer.1.layer_norm.weight`,
-      t.dModel,
-      t.layerNormEps,
-    );
-    const cpath = `${path}/layer.1/EncDecAttention`;
-    const cprefix = `${prefix}.layer.1.EncDecAttention`;
-    const q = await linear(ctx, `${cpath}/q`, n1, `${cprefix}.q`, I, t.dModel);
-    const kT = b.op(`${cpath}/k/TransposeForScores`, 'Transpose', [cross[i]!.key], { perm: [0, 1, 3, 2] });
-    const attn = scaledDotAttention(
-      b,
-      cpath,
-      splitHeads(b, `${cpath}/q`, q, t.numHeads, t.dKv),
-      kT,
-      cross[i]!.value,
-      crossBias,
-    );
-    const o = await linear(
-      ctx,
-      `${cpath}/o`,
-      mergeHeads(b, `${cpath}/merge`, attn, I),
-      `${cprefix}.o`,
-      t.dModel,
-      I,
-    );
-    h = b.op(`${path}/layer.1/residual`, 'Add', [h, o]);
-
-    const n2 = await rmsNorm(
-      ctx,
-      `${path}/layer.2/layer_norm`,
-      h,
-      `${prefix}.layer.2.layer_norm.weight`,
-      t.dModel,
-      t.layerNormEps,
-    );
-    const ff = await feedForward(
-      ctx,
-      `${path}/layer.2/DenseReluDense`,
-      `${prefix}.layer.2.DenseReluDense`,
-      n2,
-      t,
-    );
-    h = b.op(`${path}/layer.2/residual`, 'Add', [h, ff]);
   }
-  let out = await rmsNorm(
-    ctx,
-    '/decoder/final_layer_norm',
-    h,
-    `${LM}.decoder.final_layer_norm.weight`,
-    t.dModel,
-    t.layerNormEps,
-  );
+  let out = await finalNorm(ctx, 'decoder', h, t);
   let logits: string;
   if (t.tieWordEmbeddings) {
     out = b.op('/decoder/tied_rescale/Mul', 'Mul', [out, b.float([t.dModel ** -0.5])]);
