@@ -7,13 +7,26 @@
  *
  * The reader opens a checkpoint directory (single file or sharded with `model.safetensors.index.json`), parses
  * only the headers, and reads one tensor at a time with positioned reads, so converting a 15.8 GB checkpoint never
- * holds more than the tensor being converted. The writer streams tensors to disk one at a time and accepts
- * tensors whose data is produced lazily.
+ * holds more than the tensor being converted. Writing lives in safetensors-write.ts.
  */
 
 import { createHash } from 'node:crypto';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { type FileHandle, open, readdir, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { bf16ToF32, f16ToF32 } from '../util/half-float.js';
+
+export { bf16ToF32, f16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../util/half-float.js';
+export {
+  safetensorsFileSize,
+  safetensorsHeaderBytes,
+  type TensorChunk,
+  type TensorDataSource,
+  type TensorToWrite,
+  type WritableDtype,
+  type WriteProgress,
+  type WriteSafetensorsOptions,
+  writeSafetensors,
+} from './safetensors-write.js';
 
 /** The safetensors dtypes we know the element size of. */
 export const DTYPE_BYTES: Readonly<Record<string, number>> = {
@@ -43,7 +56,7 @@ export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 const INDEX_FILE = 'model.safetensors.index.json';
 const SINGLE_FILE = 'model.safetensors';
 /** Node's positioned reads and writes take at most 2 GiB - 1 per call. */
-const IO_CHUNK = 1 << 30;
+export const IO_CHUNK = 1 << 30;
 
 export interface TensorInfo {
   name: string;
@@ -170,11 +183,11 @@ async function readFully(fh: FileHandle, target: Uint8Array, position: number, f
   }
 }
 
-function isShape(value: unknown): value is number[] {
+export function isShape(value: unknown): value is number[] {
   return Array.isArray(value) && value.every((d) => Number.isSafeInteger(d) && d >= 0);
 }
 
-function elementCount(shape: readonly number[]): number {
+export function elementCount(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
@@ -292,100 +305,6 @@ async function openForReading(path: string): Promise<FileHandle> {
     const why = code === 'ENOENT' ? 'the file does not exist' : (err as Error).message;
     throw new CheckpointError(`cannot open ${path}: ${why}`, path, undefined, { cause: err });
   }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Float conversion
-
-let halfTable: Float32Array | undefined;
-
-/** All 65,536 half-precision values as float32 (256 KB, built once): exact and faster than bit twiddling. */
-function halfToFloatTable(): Float32Array {
-  if (halfTable) return halfTable;
-  const table = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >>> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    let value: number;
-    if (exp === 0) value = mant * 2 ** -24;
-    else if (exp === 31) value = mant === 0 ? Number.POSITIVE_INFINITY : Number.NaN;
-    else value = (1 + mant / 1024) * 2 ** (exp - 15);
-    table[h] = sign * value;
-  }
-  halfTable = table;
-  return table;
-}
-
-/** IEEE half-precision bits → float32. */
-export function f16ToF32(bits: Uint16Array, out = new Float32Array(bits.length)): Float32Array {
-  const table = halfToFloatTable();
-  for (let i = 0; i < bits.length; i++) out[i] = table[bits[i]!]!;
-  return out;
-}
-
-/** bfloat16 bits → float32 (exact: bfloat16 is the top half of a float32). */
-export function bf16ToF32(bits: Uint16Array, out = new Float32Array(bits.length)): Float32Array {
-  const u32 = new Uint32Array(out.buffer, out.byteOffset, out.length);
-  for (let i = 0; i < bits.length; i++) u32[i] = bits[i]! << 16;
-  return out;
-}
-
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-/** float32 → IEEE half bits, round to nearest even (overflow → ±Inf, NaN stays NaN). */
-export function f32ToF16Bits(values: ArrayLike<number>, out = new Uint16Array(values.length)): Uint16Array {
-  for (let i = 0; i < values.length; i++) {
-    f32Scratch[0] = values[i]!;
-    const x = u32Scratch[0]!;
-    const sign = (x >>> 16) & 0x8000;
-    const exp = (x >>> 23) & 0xff;
-    const mant = x & 0x7fffff;
-    let h: number;
-    if (exp === 0xff) {
-      h = sign | 0x7c00 | (mant ? 0x200 : 0);
-    } else {
-      const e = exp - 127 + 15;
-      if (e >= 31) {
-        h = sign | 0x7c00;
-      } else if (e <= 0) {
-        if (e < -10) {
-          h = sign;
-        } else {
-          // Subnormal half: shift the implicit-one mantissa right and round to nearest even.
-          const m = mant | 0x800000;
-          const shift = 14 - e;
-          const half = 1 << (shift - 1);
-          const rest = m & ((1 << shift) - 1);
-          let r = m >>> shift;
-          if (rest > half || (rest === half && r & 1)) r += 1;
-          h = sign | r;
-        }
-      } else {
-        let r = (e << 10) | (mant >>> 13);
-        const rest = mant & 0x1fff;
-        if (rest > 0x1000 || (rest === 0x1000 && r & 1)) r += 1; // may carry into the exponent: still correct
-        h = sign | r;
-      }
-    }
-    out[i] = h;
-  }
-  return out;
-}
-
-/** float32 → bfloat16 bits, round to nearest even (NaN stays NaN). */
-export function f32ToBf16Bits(values: ArrayLike<number>, out = new Uint16Array(values.length)): Uint16Array {
-  for (let i = 0; i < values.length; i++) {
-    f32Scratch[0] = values[i]!;
-    const x = u32Scratch[0]!;
-    if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) {
-      out[i] = (x >>> 16) | 0x40;
-    } else {
-      out[i] = ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
-    }
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -714,216 +633,4 @@ export async function readSafetensorsFile(path: string): Promise<Map<string, Loa
   } finally {
     await fh.close();
   }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Writer
-
-export type WritableDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
-
-/** One piece of a tensor's data, in row-major order. See `TensorToWrite.data` for what each dtype accepts. */
-export type TensorChunk = TensorArray;
-
-export type TensorDataSource =
-  | TensorChunk
-  | (() =>
-      | TensorChunk
-      | Promise<TensorChunk>
-      | Iterable<TensorChunk>
-      | AsyncIterable<TensorChunk>
-      | Promise<Iterable<TensorChunk> | AsyncIterable<TensorChunk>>);
-
-export interface TensorToWrite {
-  name: string;
-  dtype: WritableDtype;
-  shape: readonly number[];
-  /**
-   * The values, or a function that produces them when the writer reaches this tensor: one typed array, or an
-   * (async) iterable of chunks whose lengths add up to the element count. F32 takes Float32Array; F64
-   * Float64Array; F16 and BF16 take Float32Array (rounded to nearest even) or Uint16Array (raw bits); I64
-   * BigInt64Array; I32 Int32Array; I16 Int16Array; I8 Int8Array; U8 and BOOL Uint8Array. A chunk is still
-   * being written while the next one is produced: a producer may refill a chunk's buffer two chunks later, not
-   * for the very next chunk.
-   */
-  data: TensorDataSource;
-}
-
-export interface WriteProgress {
-  tensor: string;
-  /** Index of the tensor being written (0-based) and how many there are. */
-  index: number;
-  count: number;
-  bytesWritten: number;
-  totalBytes: number;
-}
-
-export interface WriteSafetensorsOptions {
-  /** Called after every chunk written. */
-  onProgress?: (p: WriteProgress) => void;
-}
-
-const ACCEPTED: Record<WritableDtype, readonly string[]> = {
-  F64: ['Float64Array'],
-  F32: ['Float32Array'],
-  F16: ['Float32Array', 'Uint16Array'],
-  BF16: ['Float32Array', 'Uint16Array'],
-  I64: ['BigInt64Array'],
-  I32: ['Int32Array'],
-  I16: ['Int16Array'],
-  I8: ['Int8Array'],
-  U8: ['Uint8Array', 'Buffer'],
-  BOOL: ['Uint8Array', 'Buffer'],
-};
-
-function chunkBytes(t: TensorToWrite, chunk: TensorChunk): Uint8Array {
-  const kind = chunk.constructor.name;
-  if (!ACCEPTED[t.dtype].includes(kind)) {
-    throw new TypeError(
-      `tensor "${t.name}": ${t.dtype} data must be ${ACCEPTED[t.dtype].join(' or ')}, got ${kind}`,
-    );
-  }
-  if ((t.dtype === 'F16' || t.dtype === 'BF16') && chunk instanceof Float32Array) {
-    const bits = t.dtype === 'F16' ? f32ToF16Bits(chunk) : f32ToBf16Bits(chunk);
-    return new Uint8Array(bits.buffer);
-  }
-  return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-}
-
-function isChunk(value: unknown): value is TensorChunk {
-  return ArrayBuffer.isView(value) && !(value instanceof DataView);
-}
-
-async function* chunksOf(source: TensorDataSource): AsyncGenerator<TensorChunk> {
-  if (isChunk(source)) {
-    yield source;
-    return;
-  }
-  const produced = await source();
-  if (isChunk(produced)) {
-    yield produced;
-    return;
-  }
-  yield* produced as AsyncIterable<TensorChunk>;
-}
-
-/** Builds the header for tensors written in the given order; sizes come from shapes alone. */
-export function safetensorsHeaderBytes(
-  tensors: readonly Pick<TensorToWrite, 'name' | 'dtype' | 'shape'>[],
-  metadata?: Record<string, string>,
-): { header: Uint8Array; dataBytes: number } {
-  const json: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length > 0) json.__metadata__ = metadata;
-  let offset = 0;
-  const seen = new Set<string>();
-  for (const t of tensors) {
-    if (t.name === '__metadata__' || seen.has(t.name))
-      throw new Error(`tensor name "${t.name}" is reserved or repeated`);
-    seen.add(t.name);
-    const size = DTYPE_BYTES[t.dtype];
-    if (size === undefined || !(t.dtype in ACCEPTED))
-      throw new Error(`tensor "${t.name}": cannot write dtype ${t.dtype}`);
-    if (!isShape(t.shape)) throw new Error(`tensor "${t.name}": invalid shape [${t.shape.join(', ')}]`);
-    const bytes = elementCount(t.shape) * size;
-    json[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  const text = JSON.stringify(json);
-  // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
-  const raw = new TextEncoder().encode(text);
-  const padded = Math.ceil(raw.length / 8) * 8;
-  const header = new Uint8Array(padded).fill(0x20);
-  header.set(raw);
-  return { header, dataBytes: offset };
-}
-
-/** The size `writeSafetensors` will produce for these tensors, without producing any data. */
-export function safetensorsFileSize(
-  tensors: readonly Pick<TensorToWrite, 'name' | 'dtype' | 'shape'>[],
-  metadata?: Record<string, string>,
-): number {
-  const { header, dataBytes } = safetensorsHeaderBytes(tensors, metadata);
-  return 8 + header.length + dataBytes;
-}
-
-async function writeFully(fh: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const len = Math.min(bytes.length - done, IO_CHUNK);
-    const { bytesWritten } = await fh.write(bytes, done, len, position + done);
-    done += bytesWritten;
-  }
-}
-
-/**
- * Writes a safetensors file, one tensor (or one chunk of a tensor) at a time, in the given order. The header is
- * computed from names, dtypes and shapes before any data is produced, so tensors whose `data` is a function are
- * generated only when their turn comes and the writer never holds more than one tensor (or chunk). The file is
- * written under a temporary name and renamed at the end, so an interrupted write never leaves a file that looks
- * complete. Returns the number of bytes written.
- */
-export async function writeSafetensors(
-  path: string,
-  tensors: Iterable<TensorToWrite> | AsyncIterable<TensorToWrite>,
-  metadata?: Record<string, string>,
-  options: WriteSafetensorsOptions = {},
-): Promise<number> {
-  // Entries are collected first (cheap when `data` is lazy) because the header must precede the data.
-  const list: TensorToWrite[] = [];
-  for await (const t of tensors as AsyncIterable<TensorToWrite>) list.push(t);
-  const { header, dataBytes } = safetensorsHeaderBytes(list, metadata);
-  const totalBytes = 8 + header.length + dataBytes;
-
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.partial-${process.pid}`;
-  const fh = await open(tmp, 'w');
-  try {
-    const len = new Uint8Array(8);
-    new DataView(len.buffer).setBigUint64(0, BigInt(header.length), true);
-    await writeFully(fh, len, 0);
-    await writeFully(fh, header, 8);
-    let position = 8 + header.length;
-    // One write stays in flight while the next chunk is produced, so generating data and disk I/O overlap.
-    let inFlight: Promise<void> | undefined;
-    try {
-      for (let index = 0; index < list.length; index++) {
-        const t = list[index]!;
-        const expected = elementCount(t.shape) * DTYPE_BYTES[t.dtype]!;
-        let written = 0;
-        for await (const chunk of chunksOf(t.data)) {
-          const bytes = chunkBytes(t, chunk);
-          if (written + bytes.length > expected) {
-            throw new Error(
-              `tensor "${t.name}": data is longer than its shape [${t.shape.join(', ')}] allows`,
-            );
-          }
-          await inFlight;
-          inFlight = writeFully(fh, bytes, position);
-          position += bytes.length;
-          written += bytes.length;
-          options.onProgress?.({
-            tensor: t.name,
-            index,
-            count: list.length,
-            bytesWritten: position,
-            totalBytes,
-          });
-        }
-        if (written !== expected) {
-          throw new Error(
-            `tensor "${t.name}": got ${written} bytes of data, its shape [${t.shape.join(', ')}] needs ${expected}`,
-          );
-        }
-      }
-      await inFlight;
-    } finally {
-      await inFlight?.catch(() => {});
-    }
-    await fh.close();
-  } catch (err) {
-    await fh.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
-  await rename(tmp, path);
-  return (await stat(path)).size;
 }
