@@ -7,13 +7,21 @@ import { parseArgs } from 'node:util';
 import { readSafetensorsFile } from '../src/convert/safetensors.js';
 import { table } from './util.js';
 
-const { values, positionals } = parseArgs({ options: { reference: { type: 'string' } }, allowPositionals: true });
+const { values, positionals } = parseArgs({
+  options: { reference: { type: 'string' } },
+  allowPositionals: true,
+});
 if (!values.reference || positionals.length === 0) {
   console.error('Usage: npm run bench:quality -- --reference fp32.safetensors int8.safetensors [more dumps]');
   process.exit(2);
 }
 
-const NAMES = ['vision.last_hidden_state', 'language_projection', 't5.encoder.last_hidden_state', 't5.logits.step0'];
+const NAMES = [
+  'vision.last_hidden_state',
+  'language_projection',
+  't5.encoder.last_hidden_state',
+  't5.logits.step0',
+];
 
 function argmax(a: Float32Array): number {
   let best = 0;
@@ -28,7 +36,8 @@ for (const path of positionals) {
   for (const name of NAMES) {
     const a = dump.get(name)?.data as Float32Array | undefined;
     const r = reference.get(name)?.data as Float32Array | undefined;
-    if (!a || !r || a.length !== r.length) throw new Error(`${path}: ${name} missing or of another shape than the reference`);
+    if (!a || !r || a.length !== r.length)
+      throw new Error(`${path}: ${name} missing or of another shape than the reference`);
     let dot = 0;
     let na = 0;
     let nr = 0;
@@ -39,7 +48,8 @@ for (const path of positionals) {
       nr += r[i]! * r[i]!;
       max = Math.max(max, Math.abs(a[i]! - r[i]!));
     }
-    const extra = name === 't5.logits.step0' ? (argmax(a) === argmax(r) ? 'same top token' : 'top token differs') : '';
+    const extra =
+      name === 't5.logits.step0' ? (argmax(a) === argmax(r) ? 'same top token' : 'top token differs') : '';
     rows.push([path, name, (dot / Math.sqrt(na * nr)).toFixed(5), max.toExponential(2), extra]);
   }
 }

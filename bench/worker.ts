@@ -2,10 +2,14 @@
  * One model's measurements in a fresh process (so load time, first answer and peak RSS are this model's alone).
  * Prints one JSON line. Run through `npm run bench`, not by hand.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import type { GenerateResult, GenerationOptions } from '../src/engine/api.js';
 import { Blip2Engine } from '../src/engine/engine.js';
+import { type OpShare, summariseProfiles } from './profile.js';
 import { median } from './util.js';
 
 export interface StageTimes {
@@ -27,6 +31,8 @@ export interface WorkerReport {
   tokens: number;
   runs: number;
   scenarios: Record<'newGreedy' | 'newBeam5' | 'followGreedy' | 'followBeam5', StageTimes>;
+  /** With --profile: top operator types per graph over the whole run. */
+  profile?: OpShare[];
 }
 
 const { values } = parseArgs({
@@ -35,6 +41,7 @@ const { values } = parseArgs({
     runs: { type: 'string' },
     tokens: { type: 'string' },
     threads: { type: 'string' },
+    profile: { type: 'boolean' },
   },
 });
 const runs = Number(values.runs ?? 3);
@@ -72,8 +79,10 @@ function stages(results: GenerateResult[]): StageTimes {
   };
 }
 
+const profileDir = values.profile ? mkdtempSync(join(tmpdir(), 'blip2-profile-')) : undefined;
 const started = performance.now();
 const engine = await Blip2Engine.load(values.model!, {
+  ...(profileDir ? { profileDir } : {}),
   store: { kind: 'memory' },
   requestTimeoutMs: 0,
   ...(values.threads ? { threads: Number(values.threads) } : {}),
@@ -119,5 +128,10 @@ const report: WorkerReport = {
     followBeam5: stages(followBeam5),
   },
 };
+if (profileDir) {
+  engine.model.endProfiling();
+  report.profile = summariseProfiles(profileDir);
+  rmSync(profileDir, { recursive: true, force: true });
+}
 await engine.close();
 console.log(JSON.stringify(report));

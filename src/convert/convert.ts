@@ -41,7 +41,7 @@ const COPIED_FILES = [
 
 export interface ConvertOptions {
   dtype?: WeightDtype;
-  /** MatMulNBits K-block size (default 32). */
+  /** MatMulNBits K-block size (default 32; 128 for `mixed`). */
   blockSize?: number;
   /** MatMulNBits accuracy_level (default 4: int8 compute, the fastest CPU path). */
   accuracyLevel?: number;
@@ -158,7 +158,8 @@ export async function convertCheckpoint(
   const dtype: WeightDtype = options.dtype ?? 'fp32';
   if (!WEIGHT_DTYPES.includes(dtype))
     throw new ConvertError(`unknown dtype "${dtype}" (${WEIGHT_DTYPES.join(', ')})`);
-  const blockSize = options.blockSize ?? 32;
+  // `mixed` is the speed preset: its int4 kernels are markedly faster with 128-wide blocks (docs/benchmarks.md).
+  const blockSize = options.blockSize ?? (dtype === 'mixed' ? 128 : 32);
   const accuracyLevel = options.accuracyLevel ?? 4;
   if (blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
     throw new ConvertError(`--block-size must be a power of two ≥ 16, got ${blockSize}`);

@@ -28,8 +28,8 @@ export interface FloatTensor {
 export interface ModelLoadOptions {
   /** onnxruntime intra-op threads; default: every core. */
   threads?: number;
-  /** Write onnxruntime profiles (JSON) next to the process, for `bench --profile`. */
-  profile?: boolean;
+  /** Write onnxruntime profiles (one JSON per graph, named `<dir>/<graph>_*.json`), for `bench --profile`. */
+  profileDir?: string;
 }
 
 export class ModelLoadError extends Error {
@@ -83,13 +83,15 @@ export class Blip2Model {
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
       ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
-      ...(options.profile ? { enableProfiling: true } : {}),
     };
     const sessions = {} as Record<GraphName, ort.InferenceSession>;
     for (const name of Object.keys(GRAPH_FILES) as GraphName[]) {
       const file = join(dir, manifest.graphs[name]?.file ?? GRAPH_FILES[name]);
+      const profiling = options.profileDir
+        ? { enableProfiling: true, profileFilePrefix: join(options.profileDir, `${name}_`) }
+        : {};
       try {
-        sessions[name] = await ort.InferenceSession.create(file, sessionOptions);
+        sessions[name] = await ort.InferenceSession.create(file, { ...sessionOptions, ...profiling });
       } catch (e) {
         throw new ModelLoadError(`cannot load ${file}: ${(e as Error).message}`);
       }
@@ -168,6 +170,11 @@ export class Blip2Model {
   /** @internal used by the stepper */
   runDecoder(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
     return this.run('decoder', feeds);
+  }
+
+  /** Flushes onnxruntime profiles (when loaded with `profileDir`). */
+  endProfiling(): void {
+    for (const s of Object.values(this.sessions)) s.endProfiling();
   }
 
   async release(): Promise<void> {

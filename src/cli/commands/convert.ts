@@ -10,7 +10,7 @@ Converts a Hugging Face BLIP-2 FlanT5 checkpoint (config.json, *.safetensors, to
   --dtype            weight format of the large MatMuls (default fp32); int8/int4 use MatMulNBits;
                      mixed: per-channel int8 (DynamicQuantizeMatMul) for vision, Q-Former and T5 encoder,
                      int4 MatMulNBits for the decoder (the fastest combination on CPU)
-  --block-size       MatMulNBits block size along K (power of two ≥ 16, default 32)
+  --block-size       MatMulNBits block size along K (power of two ≥ 16; default 32, 128 with --dtype mixed)
   --accuracy-level   MatMulNBits compute: 0 default, 1 fp32, 2 fp16, 3 bf16, 4 int8 (default 4)
   --force            replace an existing converted model in --out`;
 
