@@ -8,13 +8,23 @@ import { writeTinyCheckpoint } from '../../src/convert/synthetic.js';
 import { Blip2Model } from '../../src/engine/model.js';
 
 /** Rewrites a checkpoint dir's tensors through `edit`, keeping its other files. */
-async function rewrite(src: string, dst: string, edit: (t: Map<string, LoadedTensor>) => void): Promise<void> {
+async function rewrite(
+  src: string,
+  dst: string,
+  edit: (t: Map<string, LoadedTensor>) => void,
+): Promise<void> {
   const tensors = await readSafetensorsFile(join(src, 'model.safetensors'));
   edit(tensors);
-  for (const f of readdirSync(src)) if (f !== 'model.safetensors') writeFileSync(join(dst, f), readFileSync(join(src, f)));
+  for (const f of readdirSync(src))
+    if (f !== 'model.safetensors') writeFileSync(join(dst, f), readFileSync(join(src, f)));
   await writeSafetensors(
     join(dst, 'model.safetensors'),
-    [...tensors].map(([name, t]) => ({ name, dtype: 'F32' as const, shape: t.shape, data: t.data as Float32Array })),
+    [...tensors].map(([name, t]) => ({
+      name,
+      dtype: 'F32' as const,
+      shape: t.shape,
+      data: t.data as Float32Array,
+    })),
   );
 }
 
@@ -50,7 +60,7 @@ describe('checkpoint variants', () => {
     expect(outputs[1]).toEqual(outputs[0]);
   });
 
-  it('a text config without tie_word_embeddings gets T5's default: lm_head = shared, output scaled by d_model^-0.5', async () => {
+  it('a text config without tie_word_embeddings gets the T5 default: lm_head = shared, output scaled by d_model^-0.5', async () => {
     const src = join(work, 'tied-src');
     await writeTinyCheckpoint(src, 4);
     const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
@@ -80,7 +90,8 @@ describe('checkpoint variants', () => {
       await model.release();
     }
     let max = 0;
-    for (let i = 0; i < logits[0]!.length; i++) max = Math.max(max, Math.abs(logits[0]![i]! - logits[1]![i]!));
+    for (let i = 0; i < logits[0]!.length; i++)
+      max = Math.max(max, Math.abs(logits[0]![i]! - logits[1]![i]!));
     expect(max).toBeLessThan(1e-4);
   });
 });
