@@ -26,7 +26,8 @@ import type { LayerContext, QuantOptions, WeightReader } from './layers.js';
 import { GraphBuilder } from './onnx/graph-builder.js';
 import { SafetensorsCheckpoint } from './safetensors.js';
 
-export const CONVERTER_VERSION = '1';
+/** Part of the model id (and so of image-cache keys): bump when converted graphs compute differently. */
+export const CONVERTER_VERSION = '2';
 
 /** Tokenizer and processor files copied from the HF dir when present (tokenizer.json is required). */
 const COPIED_FILES = [

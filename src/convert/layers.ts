@@ -123,6 +123,27 @@ export async function linear(
   });
 }
 
+/**
+ * Several bias-free Linears over the same input as one MatMul (their rows stacked), split afterwards: one kernel
+ * launch and one pass over the input instead of several. Row-wise quantisation makes this exact.
+ */
+export async function fusedLinear(
+  ctx: LayerContext,
+  path: string,
+  x: string,
+  prefixes: readonly string[],
+  n: number,
+  k: number,
+): Promise<string[]> {
+  const weight = new Float32Array(prefixes.length * n * k);
+  for (const [i, prefix] of prefixes.entries()) {
+    weight.set(await ctx.weights.read(`${prefix}.weight`, [n, k]), i * n * k);
+  }
+  const y = linearFromData(ctx, path, x, { weight, n: prefixes.length * n, k });
+  const sizes = ctx.b.int64(prefixes.map(() => n));
+  return ctx.b.opN(`${path}/Split`, 'Split', [y, sizes], { axis: -1 }, { outputs: prefixes.length });
+}
+
 export async function layerNorm(
   ctx: LayerContext,
   path: string,

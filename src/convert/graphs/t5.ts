@@ -12,6 +12,7 @@ import { CROSS_KV_IO, DECODER_IO, ENCODER_IO } from '../../model/graph-io.js';
 import {
   additiveMask,
   FLOAT32_MIN,
+  fusedLinear,
   gelu,
   geluTanh,
   type LayerContext,
@@ -101,17 +102,29 @@ async function selfAttention(
 ): Promise<{ out: string; key: string; value: string }> {
   const { b } = ctx;
   const I = inner(t);
-  const q = await linear(ctx, `${path}/q`, x, `${prefix}.q`, I, t.dModel);
-  const k = await linear(ctx, `${path}/k`, x, `${prefix}.k`, I, t.dModel);
-  const v = await linear(ctx, `${path}/v`, x, `${prefix}.v`, I, t.dModel);
-  let key = splitHeads(b, `${path}/k`, k, t.numHeads, t.dKv);
-  let value = splitHeads(b, `${path}/v`, v, t.numHeads, t.dKv);
+  const [q, k, v] = await fusedLinear(
+    ctx,
+    `${path}/qkv`,
+    x,
+    [`${prefix}.q`, `${prefix}.k`, `${prefix}.v`],
+    I,
+    t.dModel,
+  );
+  let key = splitHeads(b, `${path}/k`, k!, t.numHeads, t.dKv);
+  let value = splitHeads(b, `${path}/v`, v!, t.numHeads, t.dKv);
   if (past) {
     key = b.op(`${path}/k/ConcatPast`, 'Concat', [past.key, key], { axis: 2 });
     value = b.op(`${path}/v/ConcatPast`, 'Concat', [past.value, value], { axis: 2 });
   }
   const kT = b.op(`${path}/k/TransposeForScores`, 'Transpose', [key], { perm: [0, 1, 3, 2] });
-  const attn = scaledDotAttention(b, path, splitHeads(b, `${path}/q`, q, t.numHeads, t.dKv), kT, value, bias);
+  const attn = scaledDotAttention(
+    b,
+    path,
+    splitHeads(b, `${path}/q`, q!, t.numHeads, t.dKv),
+    kT,
+    value,
+    bias,
+  );
   const merged = mergeHeads(b, `${path}/merge`, attn, I);
   const out = await linear(ctx, `${path}/o`, merged, `${prefix}.o`, t.dModel, I);
   return { out, key, value };
@@ -133,9 +146,15 @@ async function feedForward(
         : gelu(b, p, y);
   let hidden: string;
   if (t.gatedFfn) {
-    const g = await linear(ctx, `${path}/wi_0`, x, `${prefix}.wi_0`, t.dFf, t.dModel);
-    const l = await linear(ctx, `${path}/wi_1`, x, `${prefix}.wi_1`, t.dFf, t.dModel);
-    hidden = b.op(`${path}/gate/Mul`, 'Mul', [act(`${path}/act`, g), l]);
+    const [g, l] = await fusedLinear(
+      ctx,
+      `${path}/wi`,
+      x,
+      [`${prefix}.wi_0`, `${prefix}.wi_1`],
+      t.dFf,
+      t.dModel,
+    );
+    hidden = b.op(`${path}/gate/Mul`, 'Mul', [act(`${path}/act`, g!), l!]);
   } else {
     hidden = act(`${path}/act`, await linear(ctx, `${path}/wi`, x, `${prefix}.wi`, t.dFf, t.dModel));
   }
