@@ -7,9 +7,14 @@ export class UsageError extends Error {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-export function parse<O extends Options>(argv: string[], options: O, usage: string) {
+/** The parsed flags: booleans for `type: 'boolean'`, strings otherwise; absent when not given. */
+export type ParsedFlags<O extends Options> = {
+  [K in keyof O]?: O[K] extends { type: 'boolean' } ? boolean : string;
+};
+
+export function parse<O extends Options>(argv: string[], options: O, usage: string): ParsedFlags<O> {
   try {
-    return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values;
+    return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values as ParsedFlags<O>;
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\n\n${usage}`);
   }
