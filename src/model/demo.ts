@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { convertCheckpoint, readManifest } from '../convert/convert.js';
+import { CONVERTER_VERSION, convertCheckpoint, readManifest } from '../convert/convert.js';
 import { writeTinyCheckpoint } from '../convert/synthetic.js';
 
 export const DEMO_SEED = 2024;
@@ -28,7 +28,8 @@ export async function ensureDemoModel(
   options: { force?: boolean } = {},
 ): Promise<string> {
   const existing = await readManifest(dir);
-  if (existing?.demo && !options.force) return dir;
+  // A demo model from an older converter is rebuilt: it takes a fraction of a second and its graphs may differ.
+  if (existing?.demo && existing.converterVersion === CONVERTER_VERSION && !options.force) return dir;
   const work = await mkdtemp(join(tmpdir(), 'blip2-demo-'));
   try {
     const source = join(work, 'blip2-demo');
