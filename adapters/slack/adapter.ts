@@ -123,6 +123,34 @@ export async function startSlackAdapter({
    * Runs one answer in the background. `tellPrivately` reaches the person when the thread can't be posted to
    * (slash commands and shortcuts carry a response_url that works even where the bot is not a member).
    */
+  /** A person's message (mention, thread reply or DM) to the core, answered in its thread. */
+  function dispatchMessage(
+    client: Parameters<typeof dispatch>[0],
+    message: NonNullable<ReturnType<typeof parseSlackMessage>>,
+    teamId: string | undefined,
+    addressed: boolean,
+  ): void {
+    const place = placeOf(message);
+    dispatch(
+      client,
+      (files) =>
+        chatMessage(
+          {
+            conversation: place.conversation,
+            user: message.user ?? '',
+            text: plainTextFromSlack(message.text, botUserId),
+            addressed,
+            messageId: `${message.channel}:${message.ts}`,
+          },
+          message.channel,
+          message.team ?? teamId,
+          files,
+        ),
+      imagesFirst(message.files),
+      { place, reactTo: message.ts, addressed },
+    );
+  }
+
   function dispatch(
     client: SlackPostingClient & Parameters<typeof completeSlackFiles>[0],
     build: (files: SlackFile[]) => ChatMessage,
@@ -192,26 +220,7 @@ export async function startSlackAdapter({
       log.debug(`slack: skipping a repeated delivery of ${message.channel}/${message.ts}`);
       return;
     }
-    const place = placeOf(message);
-    const team = message.team ?? body.team_id;
-    dispatch(
-      client,
-      (files) =>
-        chatMessage(
-          {
-            conversation: place.conversation,
-            user: message.user ?? '',
-            text: plainTextFromSlack(message.text, botUserId),
-            addressed: true,
-            messageId: `${message.channel}:${message.ts}`,
-          },
-          message.channel,
-          team,
-          files,
-        ),
-      imagesFirst(message.files),
-      { place, reactTo: message.ts, addressed: true },
-    );
+    dispatchMessage(client, message, body.team_id, true);
   });
 
   app.event('message', async ({ event, body, client }) => {
@@ -231,25 +240,8 @@ export async function startSlackAdapter({
     // A picture in someone else's thread is not for the bot. Text is passed on: the core answers it only in a
     // conversation it already has, which also covers threads from before a restart.
     if (!direct && message.files.length > 0 && !joinedThreads.has(place.conversation)) return;
-    dispatch(
-      client,
-      (files) =>
-        chatMessage(
-          {
-            conversation: place.conversation,
-            user: message.user ?? '',
-            text: plainTextFromSlack(message.text, botUserId),
-            // In a channel thread the core answers only conversations it already has; a DM always talks to us.
-            addressed: direct,
-            messageId: `${message.channel}:${message.ts}`,
-          },
-          message.channel,
-          message.team ?? body.team_id,
-          files,
-        ),
-      imagesFirst(message.files),
-      { place, reactTo: message.ts, addressed: direct },
-    );
+    // In a channel thread the core answers only conversations it already has; a DM always talks to us.
+    dispatchMessage(client, message, body.team_id, direct);
   });
 
   app.command(config.commandName, async ({ command, ack, client, respond }) => {
