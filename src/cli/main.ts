@@ -46,6 +46,14 @@ const EXPECTED_ERRORS = new Set([
   'InsufficientSpaceError',
 ]);
 
+/** File-system errors worth a one-line answer instead of a stack trace. */
+const FILE_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EISDIR: 'it is a directory, not a file',
+  ENOTDIR: 'a part of the path is not a directory',
+};
+
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -64,6 +72,11 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof UsageError) {
       console.error(`blip2-bot ${name}: ${err.message}`);
       return 2;
+    }
+    const fsError = err as NodeJS.ErrnoException;
+    if (fsError.path && fsError.code && FILE_ERRORS[fsError.code]) {
+      console.error(`blip2-bot ${name}: cannot read ${fsError.path}: ${FILE_ERRORS[fsError.code]}`);
+      return 1;
     }
     if (EXPECTED_ERRORS.has(err.name)) {
       const detail = (err as { userMessage?: string }).userMessage ?? err.message;

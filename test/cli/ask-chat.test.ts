@@ -62,6 +62,18 @@ describe('blip2-bot ask / chat / inspect', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/image/i);
     expect(r.stderr).not.toMatch(/\n\s+at /);
+    const missing = cli([
+      'ask',
+      '--model',
+      demo,
+      '--image',
+      join(work, 'nope.png'),
+      '--data-dir',
+      join(work, 'data'),
+    ]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/cannot read .*nope\.png: no such file/);
+    expect(missing.stderr).not.toMatch(/\n\s+at /);
     const usage = cli(['ask', '--model', demo]);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/--image/);
