@@ -94,4 +94,20 @@ describe('checkpoint variants', () => {
       max = Math.max(max, Math.abs(logits[0]![i]! - logits[1]![i]!));
     expect(max).toBeLessThan(1e-4);
   });
+  it('ignores tensors the graphs do not use (Q-Former text branch, embed_tokens copies) with a note', async () => {
+    const dir = join(work, 'with-unused');
+    await writeTinyCheckpoint(dir, 5, { includeUnused: true });
+    const lines: string[] = [];
+    const summary = await convertCheckpoint(dir, join(work, 'with-unused-onnx'), {
+      log: (l) => lines.push(l),
+    });
+    expect(summary.unusedTensors).toContain('language_model.encoder.embed_tokens.weight');
+    expect(summary.unusedTensors.some((n) => n.startsWith('qformer.encoder.layer.0.intermediate.'))).toBe(
+      true,
+    );
+    expect(summary.unusedTensors.some((n) => n.startsWith('vision_model.') || n.includes('_query.'))).toBe(
+      false,
+    );
+    expect(lines.join('\n')).toMatch(new RegExp(`ignored ${summary.unusedTensors.length} unused tensors`));
+  });
 });
