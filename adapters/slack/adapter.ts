@@ -119,10 +119,6 @@ export async function startSlackAdapter({
     return `Sorry, I couldn't post the answer here${code ? ` (${code})` : ''}.`;
   }
 
-  /**
-   * Runs one answer in the background. `tellPrivately` reaches the person when the thread can't be posted to
-   * (slash commands and shortcuts carry a response_url that works even where the bot is not a member).
-   */
   /** A person's message (mention, thread reply or DM) to the core, answered in its thread. */
   function dispatchMessage(
     client: Parameters<typeof dispatch>[0],
@@ -151,6 +147,10 @@ export async function startSlackAdapter({
     );
   }
 
+  /**
+   * Runs one answer in the background. `tellPrivately` reaches the person when the thread can't be posted to
+   * (slash commands and shortcuts carry a response_url that works even where the bot is not a member).
+   */
   function dispatch(
     client: SlackPostingClient & Parameters<typeof completeSlackFiles>[0],
     build: (files: SlackFile[]) => ChatMessage,
