@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { type Blip2Config, ConfigError, resolveBlip2Config } from '../model/config.js';
 import {
@@ -280,11 +280,4 @@ export async function convertCheckpoint(
   } finally {
     await checkpoint.close();
   }
-}
-
-/** Total size of a model dir's files, for reports. */
-export async function modelDirBytes(dir: string): Promise<number> {
-  let total = 0;
-  for (const f of await readdir(dir)) total += (await stat(join(dir, f))).size;
-  return total;
 }

@@ -63,14 +63,12 @@ export interface LinearWeights {
   n: number;
   k: number;
   bias?: Float32Array;
-  /** Keep this one in float32 even in a quantised model. */
-  keepFloat?: boolean;
 }
 
 /** `x @ W^T + b` with W as HF stores it; a MatMulNBits node when the model is quantised. */
 export function linearFromData(ctx: LayerContext, path: string, x: string, lw: LinearWeights): string {
   const { b, quant } = ctx;
-  const format: WeightFormat = lw.keepFloat ? 'fp32' : quant.format;
+  const format = quant.format;
   const bits = quantBits(format);
   let y: string;
   if (format === 'int8-dynamic') {
@@ -110,7 +108,7 @@ export async function linear(
   prefix: string,
   n: number,
   k: number,
-  options: { bias?: boolean; keepFloat?: boolean } = {},
+  options: { bias?: boolean } = {},
 ): Promise<string> {
   const weight = await ctx.weights.read(`${prefix}.weight`, [n, k]);
   const bias = options.bias ? await ctx.weights.read(`${prefix}.bias`, [n]) : undefined;
@@ -119,7 +117,6 @@ export async function linear(
     n,
     k,
     ...(bias ? { bias } : {}),
-    ...(options.keepFloat ? { keepFloat: true } : {}),
   });
 }
 

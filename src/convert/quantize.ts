@@ -64,22 +64,3 @@ export function quantizeBlockwise(
   }
   return { packed, scales, n, k, blocks, blobSize };
 }
-
-/** Reconstructs the float weight [N, K] a quantised one stands for (tests and error reports). */
-export function dequantizeBlockwise(q: QuantizedWeight, bits: QuantBits, blockSize: number): Float32Array {
-  const out = new Float32Array(q.n * q.k);
-  const zeroPoint = bits === 4 ? 8 : 128;
-  for (let row = 0; row < q.n; row++) {
-    for (let i = 0; i < q.k; i++) {
-      const b = Math.floor(i / blockSize);
-      const within = i % blockSize;
-      const blobBase = (row * q.blocks + b) * q.blobSize;
-      const code =
-        bits === 8
-          ? q.packed[blobBase + within]!
-          : (q.packed[blobBase + (within >> 1)]! >> ((within & 1) * 4)) & 0xf;
-      out[row * q.k + i] = (code - zeroPoint) * q.scales[row * q.blocks + b]!;
-    }
-  }
-  return out;
-}
