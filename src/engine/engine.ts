@@ -131,8 +131,8 @@ export class Blip2Engine implements ImageQuestionEngine {
   private async queryEmbedsFor(
     bytes: Uint8Array,
     timings: Timings,
+    key = this.imageKey(bytes),
   ): Promise<{ key: string; embeds: FloatTensor; cached: boolean }> {
-    const key = this.imageKey(bytes);
     const hit = await this.cache.get(key);
     if (hit) return { key, embeds: hit, cached: true };
     const t = performance.now();
@@ -164,12 +164,13 @@ export class Blip2Engine implements ImageQuestionEngine {
     bytes: Uint8Array,
     options: { signal?: AbortSignal } = {},
   ): Promise<EncodeImageResult> {
+    // Hashing a large upload is not free: the key is computed once and handed on.
     const key = this.imageKey(bytes);
     if (await this.cache.has(key)) return { key, cached: true };
     const timings = emptyTimings();
     return this.queue.run(
       async () => {
-        const r = await this.queryEmbedsFor(bytes, timings);
+        const r = await this.queryEmbedsFor(bytes, timings, key);
         return { key: r.key, cached: r.cached };
       },
       options.signal ? { signal: options.signal } : {},

@@ -212,6 +212,8 @@ class OrtDecoderStepper implements DecoderStepper {
   private past: ort.Tensor[];
   private cross: ort.Tensor[];
   private crossRows = 1;
+  /** The encoder mask tiled to the current rows; rebuilt only when the row count changes. */
+  private encoderMask: ort.Tensor;
   private pendingRows: readonly number[] | undefined;
   private readonly layers: number;
 
@@ -225,6 +227,14 @@ class OrtDecoderStepper implements DecoderStepper {
     const empty = () => new ort.Tensor('float32', new Float32Array(0), [1, t.numHeads, 0, t.dKv]);
     this.past = Array.from({ length: 2 * this.layers }, empty);
     this.cross = state.cross;
+    this.encoderMask = this.tiledMask(1);
+  }
+
+  private tiledMask(rows: number): ort.Tensor {
+    const E = this.state.mask.length;
+    const values = new BigInt64Array(rows * E);
+    for (let r = 0; r < rows; r++) values.set(BigInt64Array.from(this.state.mask, BigInt), r * E);
+    return new ort.Tensor('int64', values, [rows, E]);
   }
 
   selectRows(rows: readonly number[]): void {
@@ -241,6 +251,7 @@ class OrtDecoderStepper implements DecoderStepper {
       const zeros = new Array<number>(this.rows).fill(0);
       this.cross = this.state.cross.map((t) => gatherRows(t, zeros));
       this.crossRows = this.rows;
+      this.encoderMask = this.tiledMask(this.rows);
     }
   }
 
@@ -248,11 +259,9 @@ class OrtDecoderStepper implements DecoderStepper {
     this.applyRows();
     if (tokens.length !== this.rows)
       throw new Error(`decoder has ${this.rows} rows, got ${tokens.length} tokens`);
-    const E = this.state.mask.length;
-    const mask = new Array<number>(this.rows * E).fill(1);
     const feeds: Record<string, ort.Tensor> = {
       [DECODER_IO.inputIds]: int64Tensor(tokens, [this.rows, 1]),
-      [DECODER_IO.encoderAttentionMask]: int64Tensor(mask, [this.rows, E]),
+      [DECODER_IO.encoderAttentionMask]: this.encoderMask,
     };
     for (let i = 0; i < this.layers; i++) {
       feeds[DECODER_IO.pastKey(i)] = this.past[2 * i]!;
