@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { readManifest } from '../src/convert/convert.js';
 import { resolveBlip2Config } from '../src/model/config.js';
 import type { WeightFormat } from '../src/model/graph-io.js';
+import { graphFormat } from '../src/model/precision.js';
 import { type KernelKind, type KernelResult, measureKernel } from './kernels.js';
 import { table } from './util.js';
 import { decoderStepBytes, encoderFlops, visionFlops } from './work.js';
@@ -183,17 +184,17 @@ if (!values['skip-kernels']) {
     const s = r.scenarios.newGreedy;
     const vGops = visionFlops(config) / (s.visionMs * 1e6);
     const eGops = encoderFlops(config, config.numQueryTokens + 11) / (s.encoderMs * 1e6);
-    const dBytes = decoderStepBytes(config, g.decoder.weights, block);
+    const dBytes = decoderStepBytes(config, graphFormat(g.decoder), block);
     const dGBps = dBytes / (s.decodeMsPerToken * 1e6);
-    const vLimit = limit(KERNEL_OF[g.vision.weights], 257);
-    const eLimit = limit(KERNEL_OF[g.encoder.weights], 43);
+    const vLimit = limit(KERNEL_OF[graphFormat(g.vision)], 257);
+    const eLimit = limit(KERNEL_OF[graphFormat(g.encoder)], 43);
     shareRows.push(
       [
         r.dtype,
         'vision',
         `${(visionFlops(config) / 1e9).toFixed(0)} GFLOP`,
         `${vGops.toFixed(0)} GOP/s`,
-        `${vLimit.toFixed(0)} GOP/s (${KERNEL_OF[g.vision.weights]})`,
+        `${vLimit.toFixed(0)} GOP/s (${KERNEL_OF[graphFormat(g.vision)]})`,
         `${((100 * vGops) / vLimit).toFixed(0)}%`,
       ],
       [
@@ -201,7 +202,7 @@ if (!values['skip-kernels']) {
         'T5 encoder',
         `${(encoderFlops(config, config.numQueryTokens + 11) / 1e9).toFixed(0)} GFLOP`,
         `${eGops.toFixed(0)} GOP/s`,
-        `${eLimit.toFixed(0)} GOP/s (${KERNEL_OF[g.encoder.weights]})`,
+        `${eLimit.toFixed(0)} GOP/s (${KERNEL_OF[graphFormat(g.encoder)]})`,
         `${((100 * eGops) / eLimit).toFixed(0)}%`,
       ],
       [

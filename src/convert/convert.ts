@@ -19,6 +19,14 @@ import {
   WEIGHT_DTYPES,
   type WeightDtype,
 } from '../model/graph-io.js';
+import {
+  fixedKernel,
+  type Kernel,
+  type MatMulPrecision,
+  type MatMulSite,
+  type PrecisionManifest,
+  policyReason,
+} from '../model/precision.js';
 import { buildQFormerGraph } from './graphs/qformer.js';
 import { buildT5CrossKvGraph, buildT5DecoderGraph, buildT5EncoderGraph } from './graphs/t5.js';
 import { buildVisionGraph } from './graphs/vision.js';
@@ -40,12 +48,34 @@ const COPIED_FILES = [
   'generation_config.json',
 ];
 
+/** Per-MatMul kernels from calibration (`--dtype auto`); see src/calibrate/. */
+export interface KernelPlan {
+  kernelFor(site: MatMulSite): Kernel;
+  /** What to record beside the kernel (measured errors, input statistics). */
+  record?(site: MatMulSite): Partial<MatMulPrecision>;
+  bounds?: PrecisionManifest['bounds'];
+}
+
+/** A weight MatMul as built, and where its fp32 weight ([K, N]) lies in the graph's data file. */
+export interface BuiltMatMul {
+  site: MatMulSite;
+  kernel: Kernel;
+  dataFile: string;
+  location?: { offset: number; length: number };
+}
+
 export interface ConvertOptions {
   dtype?: WeightDtype;
-  /** MatMulNBits K-block size (default 32; 128 for `mixed`). */
+  /** MatMulNBits K-block size (default 32; 128 for `mixed` and `auto`). */
   blockSize?: number;
-  /** MatMulNBits accuracy_level (default 4: int8 compute, the fastest CPU path). */
+  /** MatMulNBits accuracy_level of fixed formats: 4 (int8 activations, default, the fastest CPU path) or 1 (fp32). */
   accuracyLevel?: number;
+  /** Required with `dtype: 'auto'`: the calibrated kernels. */
+  plan?: KernelPlan;
+  /** Calibration reference builds: expose every MatMul's input as a graph output. */
+  taps?: boolean;
+  /** Told of each weight MatMul after its graph is written. */
+  onMatMul?: (built: BuiltMatMul) => void;
   /** Replace an existing finished model. */
   force?: boolean;
   /** Marks the model as the seeded random demo model. */
@@ -141,6 +171,27 @@ class CountingReader implements WeightReader {
   }
 }
 
+/** One manifest record per checkpoint weight; a fused MatMul's weights each get one, naming the others. */
+function recordMatMul(
+  matmuls: Record<string, MatMulPrecision>,
+  site: MatMulSite,
+  kernel: Kernel,
+  extra: Partial<MatMulPrecision> | undefined,
+): void {
+  const policy = policyReason(site);
+  for (const weight of site.weights) {
+    const others = site.weights.filter((w) => w !== weight);
+    matmuls[weight] = {
+      kernel,
+      graph: site.graph,
+      node: site.node,
+      ...(others.length > 0 ? { fusedWith: others } : {}),
+      ...(policy ? { policy } : {}),
+      ...extra,
+    };
+  }
+}
+
 async function removeStalePartials(out: string): Promise<void> {
   const parent = dirname(out);
   const prefix = `${basename(out)}.partial-`;
@@ -159,9 +210,20 @@ export async function convertCheckpoint(
   const dtype: WeightDtype = options.dtype ?? 'fp32';
   if (!WEIGHT_DTYPES.includes(dtype))
     throw new ConvertError(`unknown dtype "${dtype}" (${WEIGHT_DTYPES.join(', ')})`);
-  // `mixed` is the speed preset: its int4 kernels are markedly faster with 128-wide blocks (docs/benchmarks.md).
-  const blockSize = options.blockSize ?? (dtype === 'mixed' ? 128 : 32);
+  const plan = options.plan;
+  if (dtype === 'auto' && !plan) {
+    throw new ConvertError(
+      'dtype auto needs a calibrated plan: convert through convertModel (src/calibrate/)',
+    );
+  }
+  // The speed presets' int4 kernels are markedly faster with 128-wide blocks (docs/benchmarks.md).
+  const blockSize = options.blockSize ?? (dtype === 'mixed' || dtype === 'auto' ? 128 : 32);
   const accuracyLevel = options.accuracyLevel ?? 4;
+  if (accuracyLevel !== 1 && accuracyLevel !== 4) {
+    throw new ConvertError(
+      `--accuracy-level must be 4 (int8 activations) or 1 (fp32 activations), got ${accuracyLevel}`,
+    );
+  }
   if (blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
     throw new ConvertError(`--block-size must be a power of two ≥ 16, got ${blockSize}`);
   }
@@ -195,21 +257,42 @@ export async function convertCheckpoint(
       options.onProgress?.({ graph: current, tensorsRead: reader.seen.size, tensorsTotal }),
     );
     const graphs = {} as ModelManifest['graphs'];
+    const matmuls: Record<string, MatMulPrecision> = {};
     let bytesWritten = 0;
     for (const name of Object.keys(GRAPH_FILES) as GraphName[]) {
       current = name;
       const file = GRAPH_FILES[name];
       const builder = new GraphBuilder(name, join(work, `${file}.data`));
-      const quant: QuantOptions = { format: DTYPE_FORMATS[dtype][name], blockSize, accuracyLevel };
-      await BUILDERS[name]({ b: builder, weights: reader, quant }, config);
+      const format = dtype === 'auto' ? undefined : DTYPE_FORMATS[dtype][name];
+      const built: { site: MatMulSite; kernel: Kernel }[] = [];
+      const quant: QuantOptions = {
+        kernelFor: (site) => (plan ? plan.kernelFor(site) : fixedKernel(site, format!, accuracyLevel)),
+        blockSize,
+        onMatMul: (site, kernel) => built.push({ site, kernel }),
+        ...(options.taps ? { taps: true } : {}),
+      };
+      await BUILDERS[name]({ graph: name, b: builder, weights: reader, quant }, config);
       const bytes = builder.finish(GRAPH_DOCS[name], { 'blip2-bot.dtype': dtype });
       await writeFile(join(work, file), bytes);
       const size = bytes.length + builder.externalBytes;
       bytesWritten += size;
+      const kernels: Partial<Record<Kernel, number>> = {};
+      for (const { site, kernel } of built) {
+        kernels[kernel] = (kernels[kernel] ?? 0) + 1;
+        recordMatMul(matmuls, site, kernel, plan?.record?.(site));
+        const location = builder.externalLocation(`${site.node}.weight`);
+        options.onMatMul?.({
+          site,
+          kernel,
+          dataFile: join(out, `${file}.data`),
+          ...(location ? { location } : {}),
+        });
+      }
       graphs[name] = {
         file,
         bytes: size,
-        weights: quant.format,
+        weights: format ?? 'calibrated',
+        kernels,
         ...(builder.hasExternalData ? { dataFile: `${file}.data` } : {}),
       };
       log(`  ${file}: ${(size / 1e6).toFixed(1)} MB`);
@@ -247,6 +330,7 @@ export async function convertCheckpoint(
       modelId,
       dtype,
       ...(dtype !== 'fp32' ? { quantization: { blockSize, accuracyLevel } } : {}),
+      precision: { dtype, blockSize, ...(plan?.bounds ? { bounds: plan.bounds } : {}), matmuls },
       demo: options.demo ?? false,
       source: { dir: from, checksum, config: raw },
       graphs,

@@ -2,9 +2,10 @@
  * Layer helpers shared by the graphs: each reads its weights from the checkpoint and adds the ops for one
  * building block under a readable node path.
  */
-import type { WeightFormat } from '../model/graph-io.js';
-import { type GraphBuilder, MS_DOMAIN } from './onnx/graph-builder.js';
-import { type QuantBits, quantizeBlockwise } from './quantize.js';
+import type { GraphName } from '../model/graph-io.js';
+import { type Kernel, type MatMulSite, nbitsParams } from '../model/precision.js';
+import { type GraphBuilder, MS_DOMAIN, TensorDataType } from './onnx/graph-builder.js';
+import { quantizeBlockwise, quantizePerChannel } from './quantize.js';
 
 /** Where weights come from: one tensor at a time, shape checked against what the graph needs. */
 export interface WeightReader {
@@ -12,15 +13,21 @@ export interface WeightReader {
   read(name: string, expectedShape: readonly number[]): Promise<Float32Array>;
 }
 
+/** How the weight MatMuls of a graph are built: one kernel per MatMul, chosen by the precision policy. */
 export interface QuantOptions {
-  format: WeightFormat;
+  /** The kernel of one MatMul (src/model/precision.ts: a fixed format's rules, or a calibrated plan). */
+  kernelFor: (site: MatMulSite) => Kernel;
   /** K-block size of MatMulNBits (power of two ≥ 16). */
   blockSize: number;
-  /** MatMulNBits accuracy_level: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8 compute. */
-  accuracyLevel: number;
+  /** Told of every weight MatMul built, with its kernel: the manifest's per-weight records. */
+  onMatMul?: (site: MatMulSite, kernel: Kernel) => void;
+  /** Calibration: also expose each MatMul's input as a graph output named `tapName(node)`. */
+  taps?: boolean;
 }
 
 export interface LayerContext {
+  /** Which graph is being built (part of each MatMul's identity in the precision policy). */
+  graph: GraphName;
   b: GraphBuilder;
   weights: WeightReader;
   quant: QuantOptions;
@@ -29,26 +36,12 @@ export interface LayerContext {
 /** Finite stand-in for −∞ in additive masks, as HF uses `finfo(float32).min`. */
 export const FLOAT32_MIN = -3.4028234663852886e38;
 
-function quantBits(format: WeightFormat): QuantBits | undefined {
-  return format === 'int4' ? 4 : format === 'int8' ? 8 : undefined;
+/** Graph output carrying a MatMul's input activations in a calibration build. */
+export function tapName(node: string): string {
+  return `calib:${node}`;
 }
 
-/** Per-output-channel symmetric int8 weights, transposed to [K, N] as DynamicQuantizeMatMul takes them. */
-function quantizePerChannel(w: Float32Array, n: number, k: number): { q: Int8Array; scales: Float32Array } {
-  const q = new Int8Array(k * n);
-  const scales = new Float32Array(n);
-  for (let r = 0; r < n; r++) {
-    const base = r * k;
-    let max = 0;
-    for (let c = 0; c < k; c++) max = Math.max(max, Math.abs(w[base + c]!));
-    const scale = max / 127 || 1;
-    scales[r] = scale;
-    for (let c = 0; c < k; c++) q[c * n + r] = Math.round(w[base + c]! / scale);
-  }
-  return { q, scales };
-}
-
-function transpose2d(w: Float32Array, rows: number, cols: number): Float32Array {
+export function transpose2d(w: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(w.length);
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
@@ -63,36 +56,61 @@ export interface LinearWeights {
   n: number;
   k: number;
   bias?: Float32Array;
+  /** The checkpoint tensor names the MatMul holds (several for a fused MatMul). */
+  names?: readonly string[];
 }
 
-/** `x @ W^T + b` with W as HF stores it; a MatMulNBits node when the model is quantised. */
-export function linearFromData(ctx: LayerContext, path: string, x: string, lw: LinearWeights): string {
-  const { b, quant } = ctx;
-  const format = quant.format;
-  const bits = quantBits(format);
-  let y: string;
-  if (format === 'int8-dynamic') {
+/**
+ * `x @ W^T` as one node of the given kernel, W as HF stores it ([N, K]). Shared by the graphs and by calibration,
+ * which measures each kernel on one-node graphs built by this same function.
+ */
+export function matMulNode(
+  b: GraphBuilder,
+  path: string,
+  x: string,
+  lw: Pick<LinearWeights, 'weight' | 'n' | 'k'>,
+  kernel: Kernel,
+  blockSize: number,
+): string {
+  const nbits = nbitsParams(kernel);
+  if (kernel === 'int8-dynamic') {
     const { q, scales } = quantizePerChannel(lw.weight, lw.n, lw.k);
     const w = b.weight(`${path}.weight_int8`, q, [lw.k, lw.n], false);
     const s = b.weight(`${path}.weight_scales`, scales, [lw.n], false);
     b.parameters += lw.n * lw.k;
-    y = b.op(`${path}/DynamicQuantizeMatMul`, 'DynamicQuantizeMatMul', [x, w, s], {}, { domain: MS_DOMAIN });
-  } else if (bits) {
-    const q = quantizeBlockwise(lw.weight, lw.n, lw.k, bits, quant.blockSize);
-    const packed = b.weight(`${path}.weight_q${bits}`, q.packed, [q.n, q.blocks, q.blobSize], false);
+    return b.op(
+      `${path}/DynamicQuantizeMatMul`,
+      'DynamicQuantizeMatMul',
+      [x, w, s],
+      {},
+      { domain: MS_DOMAIN },
+    );
+  }
+  if (nbits) {
+    const q = quantizeBlockwise(lw.weight, lw.n, lw.k, nbits.bits, blockSize);
+    const packed = b.weight(`${path}.weight_q${nbits.bits}`, q.packed, [q.n, q.blocks, q.blobSize], false);
     const scales = b.weight(`${path}.weight_scales`, q.scales, [q.n * q.blocks], false);
     b.parameters += lw.n * lw.k;
-    y = b.op(
+    return b.op(
       `${path}/MatMulNBits`,
       'MatMulNBits',
       [x, packed, scales],
-      { K: lw.k, N: lw.n, bits, block_size: quant.blockSize, accuracy_level: quant.accuracyLevel },
+      { K: lw.k, N: lw.n, bits: nbits.bits, block_size: blockSize, accuracy_level: nbits.accuracyLevel },
       { domain: MS_DOMAIN },
     );
-  } else {
-    const w = b.weight(`${path}.weight`, transpose2d(lw.weight, lw.n, lw.k), [lw.k, lw.n]);
-    y = b.op(`${path}/MatMul`, 'MatMul', [x, w]);
   }
+  const w = b.weight(`${path}.weight`, transpose2d(lw.weight, lw.n, lw.k), [lw.k, lw.n]);
+  return b.op(`${path}/MatMul`, 'MatMul', [x, w]);
+}
+
+/** `x @ W^T + b` with W as HF stores it, in the kernel the precision policy gives this MatMul. */
+export function linearFromData(ctx: LayerContext, path: string, x: string, lw: LinearWeights): string {
+  const { b, quant } = ctx;
+  const site: MatMulSite = { graph: ctx.graph, node: path, weights: lw.names ?? [], n: lw.n, k: lw.k };
+  const kernel = quant.kernelFor(site);
+  quant.onMatMul?.(site, kernel);
+  if (quant.taps) b.output(tapName(path), x, TensorDataType.FLOAT, ['batch', 'rows', lw.k]);
+  let y = matMulNode(b, path, x, lw, kernel, quant.blockSize);
   if (lw.bias) {
     const bias = b.weight(`${path}.bias`, lw.bias, [lw.n]);
     y = b.op(`${path}/Add`, 'Add', [y, bias]);
@@ -116,6 +134,7 @@ export async function linear(
     weight,
     n,
     k,
+    names: [`${prefix}.weight`],
     ...(bias ? { bias } : {}),
   });
 }
@@ -136,7 +155,8 @@ export async function fusedLinear(
   for (const [i, prefix] of prefixes.entries()) {
     weight.set(await ctx.weights.read(`${prefix}.weight`, [n, k]), i * n * k);
   }
-  const y = linearFromData(ctx, path, x, { weight, n: prefixes.length * n, k });
+  const names = prefixes.map((p) => `${p}.weight`);
+  const y = linearFromData(ctx, path, x, { weight, n: prefixes.length * n, k, names });
   const sizes = ctx.b.int64(prefixes.map(() => n));
   return ctx.b.opN(`${path}/Split`, 'Split', [y, sizes], { axis: -1 }, { outputs: prefixes.length });
 }

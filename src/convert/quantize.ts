@@ -64,3 +64,22 @@ export function quantizeBlockwise(
   }
   return { packed, scales, n, k, blocks, blobSize };
 }
+
+/** Per-output-channel symmetric int8 weights, transposed to [K, N] as DynamicQuantizeMatMul takes them. */
+export function quantizePerChannel(
+  w: Float32Array,
+  n: number,
+  k: number,
+): { q: Int8Array; scales: Float32Array } {
+  const q = new Int8Array(k * n);
+  const scales = new Float32Array(n);
+  for (let r = 0; r < n; r++) {
+    const base = r * k;
+    let max = 0;
+    for (let c = 0; c < k; c++) max = Math.max(max, Math.abs(w[base + c]!));
+    const scale = max / 127 || 1;
+    scales[r] = scale;
+    for (let c = 0; c < k; c++) q[c * n + r] = Math.round(w[base + c]! / scale);
+  }
+  return { q, scales };
+}

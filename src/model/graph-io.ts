@@ -6,6 +6,8 @@
  * positions, P past decoder positions, T new decoder positions (1 per step).
  */
 
+import type { FidelityReport, Kernel, PrecisionManifest } from './precision.js';
+
 export const MODEL_FORMAT = 'blip2-bot-onnx';
 export const MODEL_FORMAT_VERSION = 1;
 export const MANIFEST_FILE = 'manifest.json';
@@ -74,9 +76,12 @@ export const DECODER_IO = {
   presentValue: (layer: number) => `present.${layer}.value`,
 } as const;
 
-/** What `convert --dtype` takes: one format for every graph, or `mixed` (fastest per graph on CPU). */
-export type WeightDtype = 'fp32' | 'int8' | 'int4' | 'mixed';
-export const WEIGHT_DTYPES: readonly WeightDtype[] = ['fp32', 'int8', 'int4', 'mixed'];
+/**
+ * What `convert --dtype` takes: `auto` (the default: each MatMul's kernel calibrated on the user's weights,
+ * src/calibrate/), one format for every graph, or `mixed` (fastest per graph on CPU).
+ */
+export type WeightDtype = 'auto' | 'fp32' | 'int8' | 'int4' | 'mixed';
+export const WEIGHT_DTYPES: readonly WeightDtype[] = ['auto', 'fp32', 'int8', 'int4', 'mixed'];
 
 /**
  * How one graph stores its large MatMul weights: float32; MatMulNBits with 8- or 4-bit block-quantised weights;
@@ -98,7 +103,7 @@ const UNIFORM = (f: WeightFormat): Record<GraphName, WeightFormat> => ({
  * 257-row MatMuls are compute-bound and run fastest through DynamicQuantizeMatMul; int4 for the T5 stacks, where
  * few rows make the weights' size the cost (and int4 is as fast as int8 there, at half the memory).
  */
-export const DTYPE_FORMATS: Record<WeightDtype, Record<GraphName, WeightFormat>> = {
+export const DTYPE_FORMATS: Record<Exclude<WeightDtype, 'auto'>, Record<GraphName, WeightFormat>> = {
   fp32: UNIFORM('fp32'),
   int8: UNIFORM('int8'),
   int4: UNIFORM('int4'),
@@ -122,6 +127,10 @@ export interface ModelManifest {
   modelId: string;
   dtype: WeightDtype;
   quantization?: { blockSize: number; accuracyLevel: number };
+  /** The kernel of every weight MatMul, keyed by checkpoint tensor name (src/model/precision.ts). */
+  precision?: PrecisionManifest;
+  /** `auto` only: how closely the converted model follows the fp32 reference (src/calibrate/fidelity.ts). */
+  fidelity?: FidelityReport;
   /** True for the seeded random demo model: its answers are meaningless. */
   demo: boolean;
   source: {
@@ -130,7 +139,17 @@ export interface ModelManifest {
     checksum: string;
     config: unknown;
   };
-  graphs: Record<GraphName, { file: string; dataFile?: string; bytes: number; weights: WeightFormat }>;
+  graphs: Record<
+    GraphName,
+    {
+      file: string;
+      dataFile?: string;
+      bytes: number;
+      /** The graph's nominal format (`calibrated` under `auto`); `kernels` counts what its MatMuls really run. */
+      weights: WeightFormat | 'calibrated';
+      kernels?: Partial<Record<Kernel, number>>;
+    }
+  >;
   tokenizerFiles: string[];
   preprocessorConfig?: unknown;
   stats: { tensors: number; parameters: number; bytesWritten: number; seconds: number };

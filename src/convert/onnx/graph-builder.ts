@@ -62,6 +62,7 @@ export class GraphBuilder {
   private readonly initializers: TensorProtoData[] = [];
   private readonly usedNodeNames = new Set<string>();
   private readonly constCache = new Map<string, string>();
+  private readonly externalIndex = new Map<string, { offset: number; length: number }>();
   private dataFd: number | undefined;
   private dataOffset = 0;
   parameters = 0;
@@ -109,6 +110,7 @@ export class GraphBuilder {
       tensor.raw = bytes.slice();
     } else {
       tensor.external = this.appendExternal(bytes);
+      this.externalIndex.set(name, { offset: tensor.external.offset, length: tensor.external.length });
     }
     this.initializers.push(tensor);
     if (countAsParameters) this.parameters += data.length;
@@ -215,6 +217,11 @@ export class GraphBuilder {
       },
     };
     return encodeModel(model);
+  }
+
+  /** Where an initializer's bytes lie in the external data file (calibration reads weights back from there). */
+  externalLocation(name: string): { offset: number; length: number } | undefined {
+    return this.externalIndex.get(name);
   }
 
   /** Whether any weight went to the external data file. */
