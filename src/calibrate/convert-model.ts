@@ -18,9 +18,9 @@ import { open, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   type BuiltMatMul,
-  ConvertError,
   type ConvertOptions,
   type ConvertSummary,
+  checkOutDir,
   convertCheckpoint,
   readManifest,
 } from '../convert/convert.js';
@@ -111,9 +111,7 @@ async function convertCalibrated(
   const started = performance.now();
   const log = options.log ?? (() => {});
   const bounds = options.bounds ?? DEFAULT_CALIBRATION_BOUNDS;
-  if (existsSync(out) && !options.force && (await readManifest(out))) {
-    throw new ConvertError(`${out} already holds a converted model; pass --force to replace it`);
-  }
+  await checkOutDir(out, options.force ?? false);
   const stamp = `${process.pid}-${Date.now()}`;
   const refDir = `${out}.calibration-reference-${stamp}`;
   const finalDir = `${out}.calibrated-${stamp}`;

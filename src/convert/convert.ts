@@ -149,6 +149,15 @@ async function readSourceConfig(from: string): Promise<{ raw: unknown; config: B
   }
 }
 
+/** Refuses to write over a finished model or a non-empty dir unless forced. */
+export async function checkOutDir(out: string, force: boolean): Promise<void> {
+  if (!existsSync(out) || force) return;
+  if (await readManifest(out))
+    throw new ConvertError(`${out} already holds a converted model; pass --force to replace it`);
+  if ((await readdir(out).catch(() => [])).length > 0)
+    throw new ConvertError(`${out} exists and is not empty; choose another --out or pass --force`);
+}
+
 /** Counts distinct tensors read, for progress. */
 class CountingReader implements WeightReader {
   readonly seen = new Set<string>();
@@ -236,14 +245,7 @@ export async function convertCheckpoint(
       `no tokenizer.json in ${from}: the engine needs the Hugging Face fast tokenizer file`,
     );
   }
-  if (existsSync(out) && !options.force) {
-    const existing = await readManifest(out);
-    const entries = await readdir(out).catch(() => []);
-    if (existing)
-      throw new ConvertError(`${out} already holds a converted model; pass --force to replace it`);
-    if (entries.length > 0)
-      throw new ConvertError(`${out} exists and is not empty; choose another --out or pass --force`);
-  }
+  await checkOutDir(out, options.force ?? false);
 
   const checkpoint = await SafetensorsCheckpoint.open(from);
   await mkdir(dirname(out), { recursive: true });

@@ -1,17 +1,22 @@
-import { type ConvertOptions, convertCheckpoint } from '../../convert/convert.js';
+import { type ConvertModelOptions, convertModel } from '../../calibrate/convert-model.js';
 import { WEIGHT_DTYPES, type WeightDtype } from '../../model/graph-io.js';
 import { optionalInt, parse, requireString, UsageError } from '../args.js';
 import { ProgressBar } from '../progress.js';
 
-export const CONVERT_USAGE = `Usage: blip2-bot convert --from <hf-dir> --out <model-dir> [--dtype fp32|int8|int4|mixed]
-                         [--block-size 32] [--accuracy-level 4] [--force]
+export const CONVERT_USAGE = `Usage: blip2-bot convert --from <hf-dir> --out <model-dir> [--dtype auto|fp32|int8|int4|mixed]
+                         [--block-size 128] [--accuracy-level 4|1] [--force]
 
 Converts a Hugging Face BLIP-2 FlanT5 checkpoint (config.json, *.safetensors, tokenizer.json) into ONNX graphs.
-  --dtype            weight format of the large MatMuls (default fp32); int8/int4 use MatMulNBits;
-                     mixed: per-channel int8 (DynamicQuantizeMatMul) for vision, Q-Former and T5 encoder,
-                     int4 MatMulNBits for the decoder (the fastest combination on CPU)
-  --block-size       MatMulNBits block size along K (power of two ≥ 16; default 32, 128 with --dtype mixed)
-  --accuracy-level   MatMulNBits compute: 0 default, 1 fp32, 2 fp16, 3 bf16, 4 int8 (default 4)
+  --dtype            weight format of the large MatMuls (default auto):
+                     auto   calibrated on your weights: runs the fp32 model on bundled photos and gives each MatMul
+                            the fastest kernel whose measured error stays within bounds (prints a fidelity report)
+                     mixed  per-channel int8 (DynamicQuantizeMatMul) for the vision encoder, int4 MatMulNBits for
+                            the T5 encoder, cross K/V and decoder
+                     int8, int4  MatMulNBits everywhere; fp32  no quantisation
+                     In every format the Q-Former stays fp32 and T5's feed-forward output (wo) never quantises
+                     its activations (models/README.md says why).
+  --block-size       MatMulNBits block size along K (power of two ≥ 16; default 128 for auto and mixed, else 32)
+  --accuracy-level   MatMulNBits activations for int8/int4/mixed: 4 int8 (default, fastest) or 1 fp32
   --force            replace an existing converted model in --out`;
 
 export async function convertCommand(argv: string[]): Promise<number> {
@@ -34,12 +39,12 @@ export async function convertCommand(argv: string[]): Promise<number> {
   }
   const from = requireString(v.from, '--from', CONVERT_USAGE);
   const out = requireString(v.out, '--out', CONVERT_USAGE);
-  const dtype = (v.dtype ?? 'fp32') as WeightDtype;
+  const dtype = (v.dtype ?? 'auto') as WeightDtype;
   if (!WEIGHT_DTYPES.includes(dtype)) {
     throw new UsageError(`--dtype must be one of ${WEIGHT_DTYPES.join(', ')}, got "${dtype}"`);
   }
   const bar = new ProgressBar();
-  const options: ConvertOptions = {
+  const options: ConvertModelOptions = {
     dtype,
     force: v.force ?? false,
     onProgress: ({ graph, tensorsRead, tensorsTotal }) =>
@@ -53,7 +58,7 @@ export async function convertCommand(argv: string[]): Promise<number> {
   const accuracyLevel = optionalInt(v['accuracy-level'], '--accuracy-level', 0);
   if (blockSize !== undefined) options.blockSize = blockSize;
   if (accuracyLevel !== undefined) options.accuracyLevel = accuracyLevel;
-  const s = await convertCheckpoint(from, out, options);
+  const s = await convertModel(from, out, options);
   bar.done();
   console.log(
     [
@@ -63,6 +68,8 @@ export async function convertCommand(argv: string[]): Promise<number> {
       `  written     ${(s.bytesWritten / 1e6).toFixed(1)} MB`,
       `  time        ${s.seconds.toFixed(1)} s`,
       `  model id    ${s.modelId}`,
+      '',
+      ...s.report,
     ].join('\n'),
   );
   return 0;

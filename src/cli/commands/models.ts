@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import { formatReport } from '../../calibrate/report.js';
+import { readManifest } from '../../convert/convert.js';
 import { writeSyntheticCheckpoint } from '../../convert/synthetic.js';
 import { DEFAULT_DEMO_DIR, DEMO_NOTICE, ensureDemoModel } from '../../model/demo.js';
 import { optionalInt, parse, requireString, UsageError } from '../args.js';
@@ -6,11 +8,14 @@ import { ProgressBar, withSpinner } from '../progress.js';
 
 export const MODELS_USAGE = `Usage: blip2-bot models demo [--out <dir>] [--force]
        blip2-bot models synth --config <config.json> --out <hf-dir> [--seed N]
+       blip2-bot models info <model-dir>
 
   demo    write the seeded tiny demo model (random weights, converted with the real converter) so every command
           works on a fresh machine; its answers are meaningless. Default --out: models/demo
   synth   write a Hugging Face-format checkpoint with seeded random weights of the shapes a config.json implies
-          (e.g. the real Salesforce/blip2-flan-t5-xl config, 15.8 GB), streamed to disk, for benchmarks`;
+          (e.g. the real Salesforce/blip2-flan-t5-xl config, 15.8 GB), streamed to disk, for benchmarks
+  info    what a converted model dir holds: source, sizes, each graph's kernel mix and, for --dtype auto, the
+          fidelity report written at conversion (activation outliers, agreement with fp32, warnings)`;
 
 export async function modelsCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -43,9 +48,38 @@ export async function modelsCommand(argv: string[]): Promise<number> {
     );
     return 0;
   }
+  if (sub === 'info') {
+    const [dir, ...extra] = rest;
+    if (!dir || dir.startsWith('-') || extra.length > 0) {
+      throw new UsageError(`models info takes one model dir\n\n${MODELS_USAGE}`);
+    }
+    return modelsInfo(dir);
+  }
   if (sub === undefined || sub === '--help' || sub === '-h') {
     console.log(MODELS_USAGE);
     return sub ? 0 : 2;
   }
   throw new UsageError(`unknown models subcommand "${sub}"\n\n${MODELS_USAGE}`);
+}
+
+async function modelsInfo(dir: string): Promise<number> {
+  const manifest = await readManifest(dir);
+  if (!manifest) {
+    console.error(
+      `blip2-bot models info: ${dir} does not hold a converted model (no complete manifest.json)`,
+    );
+    return 1;
+  }
+  const bytes = Object.values(manifest.graphs).reduce((n, g) => n + g.bytes, 0);
+  console.log(
+    [
+      `${dir}: ${manifest.modelId}${manifest.demo ? ' (demo model: random weights)' : ''}`,
+      `  converted   ${manifest.createdAt} by converter ${manifest.converterVersion} from ${manifest.source.dir}`,
+      `  size        ${(bytes / 1e9).toFixed(2)} GB in ${Object.keys(manifest.graphs).length} graphs`,
+      `  parameters  ${manifest.stats.parameters.toLocaleString('en-US')}`,
+      '',
+      ...formatReport(manifest),
+    ].join('\n'),
+  );
+  return 0;
 }
