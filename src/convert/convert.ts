@@ -271,6 +271,7 @@ export async function convertCheckpoint(
         kernelFor: (site) => (plan ? plan.kernelFor(site) : fixedKernel(site, format!, accuracyLevel)),
         blockSize,
         onMatMul: (site, kernel) => built.push({ site, kernel }),
+        embeddings: dtype === 'fp32' ? 'fp32' : 'fp16',
         ...(options.taps ? { taps: true } : {}),
       };
       await BUILDERS[name]({ graph: name, b: builder, weights: reader, quant }, config);
@@ -332,7 +333,13 @@ export async function convertCheckpoint(
       modelId,
       dtype,
       ...(dtype !== 'fp32' ? { quantization: { blockSize, accuracyLevel } } : {}),
-      precision: { dtype, blockSize, ...(plan?.bounds ? { bounds: plan.bounds } : {}), matmuls },
+      precision: {
+        dtype,
+        blockSize,
+        embeddings: dtype === 'fp32' ? 'fp32' : 'fp16',
+        ...(plan?.bounds ? { bounds: plan.bounds } : {}),
+        matmuls,
+      },
       demo: options.demo ?? false,
       source: { dir: from, checksum, config: raw },
       graphs,

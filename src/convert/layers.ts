@@ -23,6 +23,12 @@ export interface QuantOptions {
   onMatMul?: (site: MatMulSite, kernel: Kernel) => void;
   /** Calibration: also expose each MatMul's input as a graph output named `tapName(node)`. */
   taps?: boolean;
+  /**
+   * Token embedding tables: fp32, or fp16 in quantised formats (half the memory of the table each T5 graph holds;
+   * fp16 keeps 11 bits of mantissa, finer than any quantised MatMul, and the table's values are far from its range
+   * limit).
+   */
+  embeddings?: 'fp32' | 'fp16';
 }
 
 export interface LayerContext {

@@ -129,6 +129,8 @@ export interface MatMulPrecision {
 export interface PrecisionManifest {
   dtype: WeightDtype;
   blockSize: number;
+  /** Token embedding tables (T5 graphs): fp16 in every quantised format. */
+  embeddings: 'fp32' | 'fp16';
   /** `auto` only: the error bounds the kernels were chosen with. */
   bounds?: CalibrationBounds;
   matmuls: Record<string, MatMulPrecision>;

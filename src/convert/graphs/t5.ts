@@ -24,6 +24,7 @@ import {
   splitHeads,
 } from '../layers.js';
 import { TensorDataType } from '../onnx/graph-builder.js';
+import { f32ToF16Bits } from '../../util/half-float.js';
 import { relativePositionTable } from './relative-position.js';
 
 const LM = 'language_model';
@@ -32,13 +33,17 @@ function inner(t: T5Config): number {
   return t.numHeads * t.dKv;
 }
 
-/** Token embedding lookup with the shared table. */
+/** Token embedding lookup with the shared table (fp16 rows cast back to fp32 when the format says so). */
 async function embed(ctx: LayerContext, path: string, ids: string, t: T5Config): Promise<string> {
-  const table = ctx.b.weight(
-    `${LM}.shared.weight`,
-    await ctx.weights.read(`${LM}.shared.weight`, [t.vocabSize, t.dModel]),
-    [t.vocabSize, t.dModel],
-  );
+  const name = `${LM}.shared.weight`;
+  const dims = [t.vocabSize, t.dModel];
+  const data = await ctx.weights.read(name, dims);
+  if (ctx.quant.embeddings === 'fp16') {
+    const table = ctx.b.float16Weight(name, f32ToF16Bits(data), dims);
+    const rows = ctx.b.op(`${path}/Gather`, 'Gather', [table, ids], { axis: 0 });
+    return ctx.b.op(`${path}/Cast`, 'Cast', [rows], { to: TensorDataType.FLOAT });
+  }
+  const table = ctx.b.weight(name, data, dims);
   return ctx.b.op(`${path}/Gather`, 'Gather', [table, ids], { axis: 0 });
 }
 
