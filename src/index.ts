@@ -1,5 +1,11 @@
 /** Public API of the blip2-bot package. */
 export {
+  type ConvertModelOptions,
+  type ConvertModelSummary,
+  convertModel,
+} from './calibrate/convert-model.js';
+export { formatReport } from './calibrate/report.js';
+export {
   ConvertError,
   type ConvertOptions,
   type ConvertSummary,
@@ -30,3 +36,4 @@ export { loadTokenizer } from './engine/tokenizer.js';
 export { type Blip2Config, resolveBlip2Config } from './model/config.js';
 export { DEFAULT_DEMO_DIR, ensureDemoModel } from './model/demo.js';
 export * from './model/graph-io.js';
+export * from './model/precision.js';

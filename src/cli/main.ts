@@ -11,7 +11,7 @@ Usage: blip2-bot <command> [options]     (blip2-bot <command> --help for details
   start      run the bot: every adapter whose credentials are set (Discord, Slack), else the terminal chat
   ask        answer one question (or caption) about an image
   chat       an interactive terminal conversation about one image
-  convert    convert a Hugging Face BLIP-2 FlanT5 checkpoint to ONNX (fp32, int8, int4, mixed)
+  convert    convert a Hugging Face BLIP-2 FlanT5 checkpoint to ONNX (calibrated auto, or fp32, int8, int4, mixed)
   inspect    run the graphs once and dump every intermediate tensor (parity checks)
   models     demo: write the tiny random demo model; synth: write a random full-size checkpoint`;
 
