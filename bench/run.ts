@@ -147,6 +147,23 @@ if (!values['skip-kernels']) {
       kernels.push({ label, ...(await measureKernel(kind, m, k, n, { blockSize: 128, accuracyLevel: 4 })) });
     }
   }
+  // T5's wo never quantises its activations (docs/precision.md): what fp32 activations cost at its shapes.
+  const woShapes: [string, number][] = [
+    ['T5 wo, encoder (43 rows)', 43],
+    ['T5 wo, decoder step (1 row)', 1],
+    ['T5 wo, 5 beams (5 rows)', 5],
+  ];
+  const woRows: string[][] = [];
+  for (const [label, m] of woShapes) {
+    const a8 = await measureKernel('nbits4', m, 5120, 2048, { blockSize: 128, accuracyLevel: 4 });
+    const a32 = await measureKernel('nbits4', m, 5120, 2048, { blockSize: 128, accuracyLevel: 1 });
+    woRows.push([
+      `${label} ${m}×5120×2048`,
+      a8.ms.toFixed(2),
+      a32.ms.toFixed(2),
+      `${(a32.ms / a8.ms).toFixed(1)}×`,
+    ]);
+  }
   // Weights far larger than the caches, one row: what a decoder step can stream at best.
   const stream4 = await measureKernel('nbits4', 1, 8192, 16384, {
     blockSize: 128,
@@ -215,6 +232,8 @@ if (!values['skip-kernels']) {
       ],
     );
   }
+  lines.push('', '### nbits4 with int8 (a8) vs fp32 (a32) activations at the T5 wo shapes (same run)', '');
+  lines.push(table(['shape', 'a8 ms', 'a32 ms', 'a32 / a8'], woRows));
   lines.push('', '### Share of the machine limit (new image, greedy)', '');
   lines.push(table(['model', 'stage', 'work', 'achieved', 'limit', 'share'], shareRows));
   json.kernels = kernels;

@@ -64,7 +64,7 @@ export interface ConvertModelSummary extends ConvertSummary {
 }
 
 /** Input rows a MatMul is measured on at most: enough for stable errors, bounded time at full size. */
-const MAX_ROWS = 2048;
+const MAX_ROWS = 1024;
 
 export async function convertModel(
   from: string,

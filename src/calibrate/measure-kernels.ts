@@ -13,10 +13,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { matMulNode } from '../convert/layers.js';
+import { matMulNode, type PreparedWeights } from '../convert/layers.js';
 import { GraphBuilder, TensorDataType } from '../convert/onnx/graph-builder.js';
-import { quantizePerChannel } from '../convert/quantize.js';
-import { KERNELS, type Kernel } from '../model/precision.js';
+import {
+  dequantizeBlockwise,
+  dequantizePerChannel,
+  quantizeBlockwise,
+  quantizePerChannel,
+} from '../convert/quantize.js';
+import type { Kernel } from '../model/precision.js';
 
 export interface KernelErrors {
   total: number;
@@ -28,49 +33,41 @@ export interface KernelErrors {
 
 export type MeasuredKernels = Partial<Record<Kernel, KernelErrors>>;
 
-/** int8-dynamic's weights, dequantised: the weight-only twin of DynamicQuantizeMatMul. */
-function dequantizedPerChannel(weight: Float32Array, n: number, k: number): Float32Array {
-  const { q, scales } = quantizePerChannel(weight, n, k);
-  const out = new Float32Array(n * k);
-  for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) out[r * k + c] = q[c * n + r]! * scales[r]!;
-  return out;
-}
-
-/** The twin a kernel's `activation` error is measured against. */
-const WEIGHT_ONLY_TWIN: Record<Kernel, string> = {
-  fp32: 'fp32',
-  'int8-dynamic': 'int8-weights',
-  'nbits4-a8': 'nbits4-a32',
-  'nbits4-a32': 'nbits4-a32',
-  'nbits8-a8': 'nbits8-a32',
-  'nbits8-a32': 'nbits8-a32',
-};
-
-function concat(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
+/** Σ(a − b)² and Σb², accumulated over runs. */
+class ErrorSum {
+  private num = 0;
+  private den = 0;
+  add(a: Float32Array, b: Float32Array): void {
+    for (let i = 0; i < b.length; i++) {
+      const d = a[i]! - b[i]!;
+      this.num += d * d;
+      this.den += b[i]! * b[i]!;
+    }
   }
-  return out;
-}
-
-function relativeRms(y: Float32Array, ref: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = y[i]! - ref[i]!;
-    num += d * d;
-    den += ref[i]! * ref[i]!;
+  /** Relative RMS error ‖a − b‖ / ‖b‖. */
+  get value(): number {
+    return this.den === 0 ? (this.num === 0 ? 0 : Number.POSITIVE_INFINITY) : Math.sqrt(this.num / this.den);
   }
-  return den === 0 ? (num === 0 ? 0 : Number.POSITIVE_INFINITY) : Math.sqrt(num / den);
 }
 
 /**
- * Runs every kernel (fp32 included) over the input activations of a MatMul whose weight is [n, k] (HF layout),
- * one run per chunk of rows as the model ran them (DynamicQuantizeMatMul's one scale covers one run's rows).
- * Returns each non-fp32 kernel's errors over all chunks.
+ * Outputs of the measurement graph: the real kernels that quantise activations, and fp32 MatMuls of each
+ * quantised weight dequantised. MatMulNBits at accuracy level 1 dequantises its weights and computes in fp32, so
+ * the `-a32` kernels *are* those fp32-activation twins (up to summation order): they are measured through the
+ * twins, which run on onnxruntime's fast fp32 GEMM instead of its slow 8-bit level-1 path.
+ */
+const TWIN: Record<Exclude<Kernel, 'fp32'>, string> = {
+  'int8-dynamic': 'int8-weights',
+  'nbits4-a8': 'nbits4-weights',
+  'nbits4-a32': 'nbits4-weights',
+  'nbits8-a8': 'nbits8-weights',
+  'nbits8-a32': 'nbits8-weights',
+};
+
+/**
+ * Runs the MatMul (weight [n, k], HF layout) in every kernel over its input activations, one run per chunk of
+ * rows as the model ran them (DynamicQuantizeMatMul's one scale covers one run's rows), and returns each
+ * non-fp32 kernel's errors over all chunks.
  */
 export async function measureKernels(
   weight: Float32Array,
@@ -78,64 +75,58 @@ export async function measureKernels(
   k: number,
   runs: readonly Float32Array[],
   blockSize: number,
-  kernels: readonly Kernel[] = KERNELS,
 ): Promise<MeasuredKernels> {
   const dir = await mkdtemp(join(tmpdir(), 'blip2-calib-'));
   try {
     const path = join(dir, 'kernels.onnx');
     const b = new GraphBuilder('calibration', `${path}.data`);
-    const input = b.input('x', TensorDataType.FLOAT, ['rows', k]);
-    const variants = new Map<string, () => string>([
-      ['fp32', () => matMulNode(b, '/fp32', input, { weight, n, k }, 'fp32', blockSize)],
-      [
-        'int8-weights',
-        () =>
-          matMulNode(
-            b,
-            '/int8-weights',
-            input,
-            { weight: dequantizedPerChannel(weight, n, k), n, k },
-            'fp32',
-            0,
-          ),
-      ],
-    ]);
-    for (const kernel of KERNELS) {
-      if (kernel !== 'fp32')
-        variants.set(kernel, () => matMulNode(b, `/${kernel}`, input, { weight, n, k }, kernel, blockSize));
+    const x = b.input('x', TensorDataType.FLOAT, ['rows', k]);
+    const out = (name: string, y: string) => b.output(name, y, TensorDataType.FLOAT, ['rows', n]);
+    const fp32 = (name: string, w: Float32Array) =>
+      out(name, matMulNode(b, `/${name}`, x, { weight: w, n, k }, 'fp32', blockSize));
+    const prepared = (name: string, kernel: Kernel, p: PreparedWeights) =>
+      out(name, matMulNode(b, `/${name}`, x, { weight, n, k }, kernel, blockSize, p));
+
+    fp32('fp32', weight);
+    const perChannel = quantizePerChannel(weight, n, k);
+    prepared('int8-dynamic', 'int8-dynamic', { perChannel });
+    fp32('int8-weights', dequantizePerChannel(perChannel.q, perChannel.scales, n, k));
+    for (const bits of [4, 8] as const) {
+      const blockwise = quantizeBlockwise(weight, n, k, bits, blockSize);
+      prepared(`nbits${bits}-a8`, `nbits${bits}-a8`, { blockwise });
+      fp32(`nbits${bits}-weights`, dequantizeBlockwise(blockwise, bits, blockSize));
     }
-    const needed = new Set<string>(['fp32']);
-    for (const kernel of kernels) {
-      needed.add(kernel);
-      needed.add(WEIGHT_ONLY_TWIN[kernel]);
-    }
-    for (const name of needed) b.output(name, variants.get(name)!(), TensorDataType.FLOAT, ['rows', n]);
     await writeFile(path, b.finish('calibration: one MatMul in every kernel'));
+
+    const names = ['int8-dynamic', 'nbits4-a8', 'nbits8-a8', ...new Set(Object.values(TWIN))];
+    const vsFp32 = new Map(names.map((name) => [name, new ErrorSum()]));
+    const vsTwin = new Map(names.map((name) => [name, new ErrorSum()]));
     const session = await ort.InferenceSession.create(path, {
       graphOptimizationLevel: 'all',
       enableCpuMemArena: false,
     });
-    const outputs = new Map<string, Float32Array[]>([...needed].map((name) => [name, []]));
     try {
-      for (const x of runs) {
-        const out = await session.run({ x: new ort.Tensor('float32', x, [x.length / k, k]) });
-        for (const name of needed) outputs.get(name)!.push(out[name]!.data as Float32Array);
+      for (const rows of runs) {
+        const y = (await session.run({ x: new ort.Tensor('float32', rows, [rows.length / k, k]) })) as Record<
+          string,
+          ort.Tensor
+        >;
+        const data = (name: string) => y[name]!.data as Float32Array;
+        for (const name of names) {
+          vsFp32.get(name)!.add(data(name), data('fp32'));
+          const twin = TWIN[name as keyof typeof TWIN];
+          if (twin) vsTwin.get(name)!.add(data(name), data(twin));
+        }
       }
     } finally {
       await session.release();
     }
-    const y = (name: string) => concat(outputs.get(name)!);
-    const ref = y('fp32');
     const result: MeasuredKernels = {};
-    for (const kernel of kernels) {
-      if (kernel === 'fp32') continue;
-      const twin = WEIGHT_ONLY_TWIN[kernel];
-      const total = relativeRms(y(kernel), ref);
-      result[kernel] = {
-        total,
-        activation: twin === kernel ? 0 : relativeRms(y(kernel), y(twin)),
-        weight: twin === kernel ? total : relativeRms(y(twin), ref),
-      };
+    for (const [kernel, twin] of Object.entries(TWIN) as [Exclude<Kernel, 'fp32'>, string][]) {
+      const weightError = vsFp32.get(twin)!.value;
+      result[kernel] = kernel.endsWith('-a32')
+        ? { total: weightError, activation: 0, weight: weightError }
+        : { total: vsFp32.get(kernel)!.value, activation: vsTwin.get(kernel)!.value, weight: weightError };
     }
     return result;
   } finally {

@@ -5,7 +5,7 @@
 import type { GraphName } from '../model/graph-io.js';
 import { type Kernel, type MatMulSite, nbitsParams } from '../model/precision.js';
 import { type GraphBuilder, MS_DOMAIN, TensorDataType } from './onnx/graph-builder.js';
-import { quantizeBlockwise, quantizePerChannel } from './quantize.js';
+import { type QuantizedWeight, quantizeBlockwise, quantizePerChannel } from './quantize.js';
 
 /** Where weights come from: one tensor at a time, shape checked against what the graph needs. */
 export interface WeightReader {
@@ -66,6 +66,12 @@ export interface LinearWeights {
   names?: readonly string[];
 }
 
+/** Weights already quantised for a kernel (calibration quantises once and measures several kernels). */
+export interface PreparedWeights {
+  perChannel?: { q: Int8Array; scales: Float32Array };
+  blockwise?: QuantizedWeight;
+}
+
 /**
  * `x @ W^T` as one node of the given kernel, W as HF stores it ([N, K]). Shared by the graphs and by calibration,
  * which measures each kernel on one-node graphs built by this same function.
@@ -77,10 +83,11 @@ export function matMulNode(
   lw: Pick<LinearWeights, 'weight' | 'n' | 'k'>,
   kernel: Kernel,
   blockSize: number,
+  prepared: PreparedWeights = {},
 ): string {
   const nbits = nbitsParams(kernel);
   if (kernel === 'int8-dynamic') {
-    const { q, scales } = quantizePerChannel(lw.weight, lw.n, lw.k);
+    const { q, scales } = prepared.perChannel ?? quantizePerChannel(lw.weight, lw.n, lw.k);
     const w = b.weight(`${path}.weight_int8`, q, [lw.k, lw.n], false);
     const s = b.weight(`${path}.weight_scales`, scales, [lw.n], false);
     b.parameters += lw.n * lw.k;
@@ -93,7 +100,7 @@ export function matMulNode(
     );
   }
   if (nbits) {
-    const q = quantizeBlockwise(lw.weight, lw.n, lw.k, nbits.bits, blockSize);
+    const q = prepared.blockwise ?? quantizeBlockwise(lw.weight, lw.n, lw.k, nbits.bits, blockSize);
     const packed = b.weight(`${path}.weight_q${nbits.bits}`, q.packed, [q.n, q.blocks, q.blobSize], false);
     const scales = b.weight(`${path}.weight_scales`, q.scales, [q.n * q.blocks], false);
     b.parameters += lw.n * lw.k;

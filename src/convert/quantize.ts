@@ -65,6 +65,26 @@ export function quantizeBlockwise(
   return { packed, scales, n, k, blocks, blobSize };
 }
 
+/** The float weight [N, K] a block-quantised one stands for: what MatMulNBits computes with at fp32 activations. */
+export function dequantizeBlockwise(q: QuantizedWeight, bits: QuantBits, blockSize: number): Float32Array {
+  const out = new Float32Array(q.n * q.k);
+  const zeroPoint = bits === 4 ? 8 : 128;
+  for (let row = 0; row < q.n; row++) {
+    for (let b = 0; b < q.blocks; b++) {
+      const scale = q.scales[row * q.blocks + b]!;
+      const blobBase = (row * q.blocks + b) * q.blobSize;
+      const end = Math.min(blockSize, q.k - b * blockSize);
+      const outBase = row * q.k + b * blockSize;
+      for (let i = 0; i < end; i++) {
+        const code =
+          bits === 8 ? q.packed[blobBase + i]! : (q.packed[blobBase + (i >> 1)]! >> ((i & 1) * 4)) & 0xf;
+        out[outBase + i] = (code - zeroPoint) * scale;
+      }
+    }
+  }
+  return out;
+}
+
 /** Per-output-channel symmetric int8 weights, transposed to [K, N] as DynamicQuantizeMatMul takes them. */
 export function quantizePerChannel(
   w: Float32Array,
@@ -82,4 +102,11 @@ export function quantizePerChannel(
     for (let c = 0; c < k; c++) q[c * n + r] = Math.round(w[base + c]! / scale);
   }
   return { q, scales };
+}
+
+/** The float weight [N, K] per-channel int8 weights ([K, N] codes) stand for. */
+export function dequantizePerChannel(q: Int8Array, scales: Float32Array, n: number, k: number): Float32Array {
+  const out = new Float32Array(n * k);
+  for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) out[r * k + c] = q[c * n + r]! * scales[r]!;
+  return out;
 }

@@ -9,6 +9,7 @@
  */
 import type { Blip2Config, T5Config } from '../../model/config.js';
 import { CROSS_KV_IO, DECODER_IO, ENCODER_IO } from '../../model/graph-io.js';
+import { f32ToF16Bits } from '../../util/half-float.js';
 import {
   additiveMask,
   FLOAT32_MIN,
@@ -24,7 +25,6 @@ import {
   splitHeads,
 } from '../layers.js';
 import { TensorDataType } from '../onnx/graph-builder.js';
-import { f32ToF16Bits } from '../../util/half-float.js';
 import { relativePositionTable } from './relative-position.js';
 
 const LM = 'language_model';
