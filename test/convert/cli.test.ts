@@ -64,7 +64,9 @@ describe('blip2-bot convert (CLI)', () => {
     const again = cli('convert', '--from', good, '--out', join(work, 'model-fp32'));
     expect(again.code).not.toBe(0);
     expect(again.stderr).toMatch(/--force/);
-    expect(cli('convert', '--from', good, '--out', join(work, 'model-fp32'), '--dtype', 'fp32', '--force').code).toBe(0);
+    expect(
+      cli('convert', '--from', good, '--out', join(work, 'model-fp32'), '--dtype', 'fp32', '--force').code,
+    ).toBe(0);
   });
 
   const failures: [string, (dir: string) => Promise<void>, RegExp][] = [
