@@ -21,7 +21,11 @@ export function runCli(args: string[], options: { cwd: string; env?: Record<stri
   }
   Object.assign(env, options.env);
   const started = Date.now();
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: options.cwd,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const lines: CliRun['lines'] = [];
   let stdout = '';
   let stderr = '';
@@ -37,8 +41,11 @@ export function runCli(args: string[], options: { cwd: string; env?: Record<stri
     pending = parts.pop()!;
     for (const p of parts) lines.push({ at: Date.now() - started, text: p });
   });
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>(
-    (resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
-  );
+  const done = new Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+  }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
   return { child, done, lines };
 }

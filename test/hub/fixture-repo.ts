@@ -35,7 +35,8 @@ export async function shardedFixtureFiles(): Promise<Record<string, Uint8Array>>
   // Split where half the bytes are, so both shards are big enough to cut, stall and resume in.
   const totalBytes = tensors.reduce((n, [, t]) => n + t.data.byteLength, 0);
   let half = 0;
-  for (let acc = 0; half < tensors.length && acc < totalBytes / 2; half++) acc += tensors[half]![1].data.byteLength;
+  for (let acc = 0; half < tensors.length && acc < totalBytes / 2; half++)
+    acc += tensors[half]![1].data.byteLength;
   const work = mkdtempSync(join(tmpdir(), 'blip2-shards-'));
   const weightMap: Record<string, string> = {};
   try {

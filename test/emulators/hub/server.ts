@@ -126,7 +126,9 @@ export class HubEmulator {
 
   /** Bytes of file bodies sent for `file` (all requests, or those matching `filter`). */
   bytesServed(file?: string): number {
-    return this.requests.filter((r) => file === undefined || r.file === file).reduce((n, r) => n + r.bytesSent, 0);
+    return this.requests
+      .filter((r) => file === undefined || r.file === file)
+      .reduce((n, r) => n + r.bytesSent, 0);
   }
 
   fileRequests(file: string): RecordedRequest[] {
@@ -161,7 +163,11 @@ export class HubEmulator {
     return list[i];
   }
 
-  private record(req: IncomingMessage, server: 'hub' | 'cdn', extra: Partial<RecordedRequest>): RecordedRequest {
+  private record(
+    req: IncomingMessage,
+    server: 'hub' | 'cdn',
+    extra: Partial<RecordedRequest>,
+  ): RecordedRequest {
     const r: RecordedRequest = {
       server,
       method: req.method ?? 'GET',
@@ -176,7 +182,7 @@ export class HubEmulator {
     return r;
   }
 
-  private handleHub(req: IncomingMessage, res: ServerResponse): void {
+  private handleHub(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://hub');
     const path = decodeURIComponent(url.pathname);
     if (path.startsWith('/cdn/')) return void this.handleCdn(req, res, 'hub');
@@ -202,7 +208,9 @@ export class HubEmulator {
     const id = api?.[1] ?? resolve?.[1];
     const state = id ? this.repos.get(id) : undefined;
     if (!id || !state || (state.repo.private && !token)) {
-      return token ? fail(404, 'RepoNotFound', 'Repository not found') : fail(401, 'RepoNotFound', 'Repository not found');
+      return token
+        ? fail(404, 'RepoNotFound', 'Repository not found')
+        : fail(401, 'RepoNotFound', 'Repository not found');
     }
     const rev = (api?.[3] ?? resolve?.[2])!;
     const commit = state.refs[rev] ?? (rev === state.commit ? rev : undefined);
@@ -236,7 +244,10 @@ export class HubEmulator {
     const status = this.takeFault(file, ['status']) as Extract<Fault, { kind: 'status' }> | undefined;
     if (status) {
       rec.status = status.status;
-      res.writeHead(status.status, status.retryAfter !== undefined ? { 'retry-after': String(status.retryAfter) } : {});
+      res.writeHead(
+        status.status,
+        status.retryAfter !== undefined ? { 'retry-after': String(status.retryAfter) } : {},
+      );
       res.end('busy');
       return;
     }
@@ -289,7 +300,7 @@ export class HubEmulator {
     res.end(JSON.stringify(page));
   }
 
-  private handleCdn(req: IncomingMessage, res: ServerResponse, server: 'hub' | 'cdn'): void {
+  private handleCdn(req: IncomingMessage, res: ServerResponse, server: 'hub' | 'cdn') {
     const url = new URL(req.url ?? '/', 'http://cdn');
     const blob = this.bySha.get(url.pathname.slice('/cdn/'.length));
     const rec = this.record(req, server, blob ? { file: blob.path } : {});
