@@ -20,6 +20,9 @@ export const METADATA_FILES = [
   'merges.txt',
 ] as const;
 
+/** The largest tokenizer.json files (250k-token vocabularies) are ~20 MB; these files are read whole. */
+const MAX_METADATA_BYTES = 100 * 1024 * 1024;
+
 export const SHARD_INDEX = 'model.safetensors.index.json';
 export const SINGLE_WEIGHTS = 'model.safetensors';
 
@@ -38,9 +41,14 @@ export function planCheckpoint(repo: string, files: RepoFile[]): CheckpointPlan 
     throw new UnsupportedCheckpointError(
       `${repo} has no config.json at its root: it is not a Hugging Face transformers checkpoint`,
     );
-  const metadata = METADATA_FILES.flatMap((name) => byPath.get(name) ?? []);
   const index = byPath.get(SHARD_INDEX);
-  if (index) return { metadata: [...metadata, index], index };
+  const metadata = [...METADATA_FILES.flatMap((name) => byPath.get(name) ?? []), ...(index ? [index] : [])];
+  const huge = metadata.find((f) => f.size > MAX_METADATA_BYTES);
+  if (huge)
+    throw new UnsupportedCheckpointError(
+      `${huge.path} of ${repo} is ${huge.size} bytes, far more than a config or tokenizer file should be`,
+    );
+  if (index) return { metadata, index };
   const weights = byPath.get(SINGLE_WEIGHTS);
   if (weights) return { metadata, weights };
   const pickled = files.some((f) => /(^|\/)pytorch_model.*\.bin$/.test(f.path));
