@@ -189,7 +189,9 @@ export class TransferProgress {
   private draw(): void {
     if (!this.file) return;
     if (this.stream.isTTY) {
-      this.stream.write(`\r\x1b[2K${this.line()}`);
+      // A line wider than the terminal wraps, and `\r` then redraws only its last row.
+      const width = this.stream.columns ? this.stream.columns - 1 : Number.POSITIVE_INFINITY;
+      this.stream.write(`\r\x1b[2K${this.line().slice(0, width)}`);
       this.drawn = true;
     } else {
       this.stream.write(`${this.line()}\n`);
