@@ -121,6 +121,32 @@ describe.skipIf(!HAS_SHARED)(
       expect(req).toMatchObject({ range: 'bytes=1000000-', status: 200 });
     });
 
+    it('gives up on a stalled connection after the idle timeout and resumes it with a Range request', async () => {
+      await start();
+      const client = new HubClient({ endpoint: hub.hubUrl, retry: FAST_RETRY });
+      const commit = await resolveRevision(client, REPO, 'main');
+      const shard = (await listRepoFiles(client, REPO, commit)).find((f) => f.path === SHARDS[0])!;
+      hub.addFault(shard.path, { kind: 'stall', afterBytes: 1_500_000, ms: 10_000 });
+      await mkdir(work, { recursive: true });
+      const started = Date.now();
+      const r = await downloadFile(client, {
+        repo: REPO,
+        revision: commit,
+        file: shard,
+        dest: join(work, shard.path),
+        idleTimeoutMs: 300,
+      });
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(r.bytesTransferred).toBe(shard.size);
+      const [first, second] = hub.fileRequests(shard.path);
+      expect(first!.bytesSent).toBe(1_500_000);
+      expect(second).toMatchObject({
+        range: 'bytes=1500000-',
+        status: 206,
+        bytesSent: shard.size - 1_500_000,
+      });
+    });
+
     it('lists a paginated tree with sizes and LFS sha256 oids, skipping directories', async () => {
       await start({}, 2);
       const client = new HubClient({ endpoint: hub.hubUrl });
