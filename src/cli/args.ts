@@ -48,3 +48,17 @@ export function parseIds(value: string, flag: string): number[] {
   }
   return ids.map(Number);
 }
+
+/** Like `parse`, for commands that also take positional arguments (e.g. `models pull <repo-id>`). */
+export function parseWithPositionals<O extends Options>(
+  argv: string[],
+  options: O,
+  usage: string,
+): { values: ParsedFlags<O>; positionals: string[] } {
+  try {
+    const r = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    return { values: r.values as ParsedFlags<O>, positionals: r.positionals };
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${usage}`);
+  }
+}

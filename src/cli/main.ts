@@ -13,7 +13,8 @@ Usage: blip2-bot <command> [options]     (blip2-bot <command> --help for details
   chat       an interactive terminal conversation about one image
   convert    convert a Hugging Face BLIP-2 FlanT5 checkpoint to ONNX (calibrated auto, or fp32, int8, int4, mixed)
   inspect    run the graphs once and dump every intermediate tensor (parity checks)
-  models     demo: write the tiny random demo model; synth: write a random full-size checkpoint`;
+  models     pull: download and convert a model from the Hugging Face Hub; demo: write the tiny random demo
+             model; synth: write a random full-size checkpoint`;
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -44,6 +45,14 @@ const EXPECTED_ERRORS = new Set([
   'TokenizerError',
   'SyntheticCheckpointError',
   'InsufficientSpaceError',
+  'InsufficientDiskSpaceError',
+  'HubAccessError',
+  'HubNotFoundError',
+  'HubUnreachableError',
+  'HubResponseError',
+  'ChecksumMismatchError',
+  'UnsupportedCheckpointError',
+  'PullError',
 ]);
 
 /** File-system errors worth a one-line answer instead of a stack trace. */

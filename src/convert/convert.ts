@@ -12,6 +12,7 @@ import {
   DTYPE_FORMATS,
   GRAPH_FILES,
   type GraphName,
+  type HubSource,
   MANIFEST_FILE,
   MODEL_FORMAT,
   MODEL_FORMAT_VERSION,
@@ -80,6 +81,8 @@ export interface ConvertOptions {
   force?: boolean;
   /** Marks the model as the seeded random demo model. */
   demo?: boolean;
+  /** Recorded in the manifest's `source.hub` by `models pull`. */
+  hub?: HubSource;
   onProgress?: (progress: { graph: GraphName; tensorsRead: number; tensorsTotal: number }) => void;
   log?: (line: string) => void;
 }
@@ -341,7 +344,7 @@ export async function convertCheckpoint(
         matmuls,
       },
       demo: options.demo ?? false,
-      source: { dir: from, checksum, config: raw },
+      source: { dir: from, checksum, config: raw, ...(options.hub ? { hub: options.hub } : {}) },
       graphs,
       tokenizerFiles,
       ...(preprocessorConfig ? { preprocessorConfig } : {}),

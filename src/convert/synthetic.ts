@@ -10,10 +10,11 @@
  */
 
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, stat, statfs, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveBlip2Config } from '../model/config.js';
+import { ensureFreeSpace, InsufficientDiskSpaceError } from '../util/disk-space.js';
 import { Rng } from '../util/random.js';
 import {
   hfTensorLayout,
@@ -28,35 +29,17 @@ import {
   writeSafetensors,
 } from './safetensors.js';
 
+/** Re-exported: the free-space check is shared with `models pull` (src/util/disk-space.ts). */
+export { InsufficientDiskSpaceError };
+
 export const TOKENIZER_FILES = [
   'tokenizer.json',
   'tokenizer_config.json',
   'special_tokens_map.json',
 ] as const;
 
-/** Headroom left free on the disk beyond the files themselves. */
-const SPACE_MARGIN_BYTES = 64 * 1024 * 1024;
 /** Elements generated per chunk: bounds memory for tensors like a 263 MB lm_head. */
 const CHUNK_ELEMENTS = 1 << 22;
-
-export class InsufficientDiskSpaceError extends Error {
-  override name = 'InsufficientDiskSpaceError';
-  constructor(
-    readonly dir: string,
-    readonly neededBytes: number,
-    readonly availableBytes: number,
-  ) {
-    super(
-      `not enough free disk space in ${dir}: the synthetic checkpoint needs ${formatBytes(neededBytes)} (plus ${formatBytes(SPACE_MARGIN_BYTES)} headroom) but only ${formatBytes(availableBytes)} is available; free some space or choose another --out`,
-    );
-  }
-}
-
-function formatBytes(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
-  return `${n} bytes`;
-}
 
 /**
  * A tiny BLIP-2 FlanT5 of the same family as the golden fixture: real FlanT5 vocabulary (32,128) and real 224px
@@ -275,10 +258,10 @@ export async function writeSyntheticCheckpoint(
 
   await mkdir(outDir, { recursive: true });
   const needed = modelBytes + tokenizerBytes + 1024 * 1024;
-  const fsStats = await statfs(outDir);
-  const available = Number(fsStats.bavail) * Number(fsStats.bsize);
-  if (available < needed + SPACE_MARGIN_BYTES)
-    throw new InsufficientDiskSpaceError(outDir, needed, available);
+  await ensureFreeSpace(outDir, needed, {
+    what: 'the synthetic checkpoint',
+    hint: 'free some space or choose another --out',
+  });
 
   await writeFile(join(outDir, 'config.json'), `${JSON.stringify(options.config, null, 2)}\n`);
   const preprocessor = options.preprocessorConfig ?? defaultPreprocessorConfig(config.vision.imageSize);

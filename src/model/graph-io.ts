@@ -116,6 +116,14 @@ export const DTYPE_FORMATS: Record<Exclude<WeightDtype, 'auto'>, Record<GraphNam
   },
 };
 
+/** The Hub repo and commit a pulled model was converted from, and the `--dtype` it was pulled with. */
+export interface HubSource {
+  repo: string;
+  revision: string;
+  commit: string;
+  dtype: string;
+}
+
 /** What `convert` writes last into a model dir; its presence with `complete: true` marks a finished model. */
 export interface ModelManifest {
   format: typeof MODEL_FORMAT;
@@ -138,6 +146,8 @@ export interface ModelManifest {
     /** sha256 over the source config.json and the safetensors headers and sizes. */
     checksum: string;
     config: unknown;
+    /** Where `models pull` fetched the checkpoint: a rerun with the same repo, commit and dtype has nothing to do. */
+    hub?: HubSource;
   };
   graphs: Record<
     GraphName,

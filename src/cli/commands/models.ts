@@ -6,10 +6,14 @@ import { DEFAULT_DEMO_DIR, DEMO_NOTICE, ensureDemoModel } from '../../model/demo
 import { optionalInt, parse, requireString, UsageError } from '../args.js';
 import { ProgressBar, withSpinner } from '../progress.js';
 
-export const MODELS_USAGE = `Usage: blip2-bot models demo [--out <dir>] [--force]
+export const MODELS_USAGE = `Usage: blip2-bot models pull <repo-id> [--revision main] [--dtype auto|fp32|int8|int4|mixed]
+                          [--out models/<name>] [--keep-source]
+       blip2-bot models demo [--out <dir>] [--force]
        blip2-bot models synth --config <config.json> --out <hf-dir> [--seed N]
        blip2-bot models info <model-dir>
 
+  pull    download a BLIP-2 checkpoint from the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN) and convert it, no Python;
+          resumable and checksum-verified. Default --out: models/<name>. blip2-bot models pull --help for more
   demo    write the seeded tiny demo model (random weights, converted with the real converter) so every command
           works on a fresh machine; its answers are meaningless. Default --out: models/demo
   synth   write a Hugging Face-format checkpoint with seeded random weights of the shapes a config.json implies
@@ -19,6 +23,7 @@ export const MODELS_USAGE = `Usage: blip2-bot models demo [--out <dir>] [--force
 
 export async function modelsCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
+  if (sub === 'pull') return (await import('./models-pull.js')).modelsPullCommand(rest);
   if (sub === 'demo') {
     const v = parse(rest, { out: { type: 'string' }, force: { type: 'boolean' } }, MODELS_USAGE);
     const dir = await withSpinner('Writing the demo model', () =>
