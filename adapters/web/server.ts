@@ -11,6 +11,7 @@ import type { WebConfig } from '../../src/config/config.js';
 import type { Logger } from '../../src/config/logger.js';
 import type { ImageQuestionEngine } from '../../src/engine/api.js';
 import { ConversationApi } from './api.js';
+import { refusalToHttp } from './ask.js';
 import { RequestGuard } from './guard.js';
 import { HttpError, sendError, sendJson } from './http.js';
 import type { Resolver } from './images.js';
@@ -153,11 +154,9 @@ export async function startWebAdapter(options: WebAdapterOptions): Promise<Runni
         // An image error or the like thrown before the core was asked (decoding base64, a too-large data URL).
         const userMessage = (err as { userMessage?: unknown } | null)?.userMessage;
         if (typeof userMessage === 'string') {
-          const code = (err as { code?: string }).code;
-          const status = code === 'too_large' ? 413 : code === 'unsupported_type' ? 415 : 400;
           sendError(
             res,
-            new HttpError(status, code ? `image_${code}` : 'rejected', userMessage),
+            refusalToHttp({ type: 'refused', reason: 'rejected', message: userMessage, error: err }),
             openaiStyle,
           );
           return;
