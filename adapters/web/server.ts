@@ -138,7 +138,7 @@ export async function startWebAdapter(options: WebAdapterOptions): Promise<Runni
     throw new HttpError(404, 'not_found', `There is no API at ${path.slice(0, 200)}.`);
   };
 
-  const server: Server = createServer({ requestTimeout: 0, headersTimeout: 30_000 }, (req, res) => {
+  const server: Server = createServer({ requestTimeout: 120_000, headersTimeout: 30_000 }, (req, res) => {
     let path = '/';
     try {
       path = new URL(req.url ?? '/', 'http://localhost').pathname;
@@ -175,9 +175,16 @@ export async function startWebAdapter(options: WebAdapterOptions): Promise<Runni
   });
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') {
+        reject(new Error(`${config.host}:${config.port} is already in use; set WEB_PORT to another port`));
+      } else if (err.code === 'EADDRNOTAVAIL') {
+        reject(new Error(`WEB_HOST=${config.host} is not an address of this machine`));
+      } else reject(err);
+    });
     server.listen(config.port, config.host, () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
+      server.on('error', (err) => logger.warn('web server error', err));
       resolve();
     });
   });

@@ -137,7 +137,13 @@ describe('logger', () => {
 describe('web configuration', () => {
   it('defaults to the loopback interface on port 7860 with no key', () => {
     const { web } = parseConfig({}, '/srv');
-    expect(web).toEqual({ host: '127.0.0.1', port: 7860, portSet: false, corsOrigins: [], imageUrlHosts: [] });
+    expect(web).toEqual({
+      host: '127.0.0.1',
+      port: 7860,
+      portSet: false,
+      corsOrigins: [],
+      imageUrlHosts: [],
+    });
   });
 
   it('reads every WEB_ variable', () => {
@@ -179,7 +185,9 @@ describe('web configuration', () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     expect(error?.problems).toHaveLength(5);
-    expect(error?.message).toContain('WEB_HOST=0.0.0.0 is reachable from other machines, so WEB_API_KEY must be set');
+    expect(error?.message).toContain(
+      'WEB_HOST=0.0.0.0 is reachable from other machines, so WEB_API_KEY must be set',
+    );
     expect(error?.message).toContain('WEB_PORT=99999 must be a whole number from 0 to 65535');
     expect(error?.message).toContain('WEB_CORS_ORIGINS: chat.example.com must be an origin');
     expect(error?.message).toContain('WEB_CORS_ORIGINS: https://ok.example.com/path must be an origin');

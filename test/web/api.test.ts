@@ -363,6 +363,30 @@ describe('web API: errors', () => {
 });
 
 describe('web API: security', () => {
+  it('applies the allow-lists: web requests count as server and channel "web"', async () => {
+    const image = Buffer.from(await pngBytes(40)).toString('base64');
+    const allowList = { servers: ['T123'], channels: [], users: [], mode: 'ignore' as const };
+    const closed = await startWebServer(engine, { settings: { allowList } });
+    const open = await startWebServer(engine, {
+      settings: { allowList: { ...allowList, servers: ['T123', 'web'] } },
+    });
+    try {
+      const refused = await post(`${closed.url}/api/v1/conversations`, { image });
+      expect(refused.status).toBe(403);
+      expect(refused.body.error).toEqual({ code: 'not_allowed', message: messages.notAllowed });
+      expect((await post(`${open.url}/api/v1/conversations`, { image })).status).toBe(200);
+    } finally {
+      await closed.stop();
+      await open.stop();
+    }
+  });
+
+  it('says so when the port is taken', async () => {
+    await expect(startWebServer(engine, { config: { port: web.adapter.port } })).rejects.toThrow(
+      `127.0.0.1:${web.adapter.port} is already in use; set WEB_PORT to another port`,
+    );
+  });
+
   const key = 'test-key-0123456789abcdef';
 
   it('needs the Bearer key when one is set, compared exactly', async () => {
