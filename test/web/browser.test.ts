@@ -1,6 +1,7 @@
 /**
  * The playground end to end in headless Chromium (Debian's package, driven by playwright-core) against the real
- * server, chat core and demo engine. Screenshots land in docs/images/.
+ * server, chat core and demo engine. Screenshots are taken on every run; `UPDATE_SCREENSHOTS=1` writes them to
+ * docs/images/ (the README shows them), otherwise they go to a temporary folder so a test run changes no file.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,6 @@ const HAS_CHROMIUM = existsSync(CHROMIUM);
 if (!HAS_CHROMIUM) {
   console.warn(`[tests] ${CHROMIUM} not found (apt-get install chromium); skipping the browser tests`);
 }
-const SCREENSHOTS = join(ROOT, 'docs', 'images');
 
 let fixture: EngineFixture;
 let recording: RecordingEngine;
@@ -25,6 +25,7 @@ let gated: GatedEngine;
 let web: WebServer;
 let profile: string;
 let browser: BrowserContext;
+let screenshots: string;
 
 beforeAll(async () => {
   if (!HAS_CHROMIUM) return;
@@ -33,7 +34,8 @@ beforeAll(async () => {
   gated = new GatedEngine(recording);
   web = await startWebServer(gated);
   profile = mkdtempSync(join(tmpdir(), 'blip2-chromium-'));
-  mkdirSync(SCREENSHOTS, { recursive: true });
+  screenshots = process.env.UPDATE_SCREENSHOTS ? join(ROOT, 'docs', 'images') : join(profile, 'screenshots');
+  mkdirSync(screenshots, { recursive: true });
   // A persistent context is how Playwright takes a --user-data-dir: a fresh one per run.
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -90,7 +92,7 @@ describe.skipIf(!HAS_CHROMIUM)('web playground in Chromium', () => {
     expect(answer.imageCached).toBe(true);
     expect(await bubbles(page, '.bot:not(.caption) p').first().textContent()).toBe(answer.text.trim());
     expect(await bubbles(page, '.bot:not(.caption) .meta').textContent()).toContain('picture from the cache');
-    await page.screenshot({ path: join(SCREENSHOTS, 'web-playground.png') });
+    await page.screenshot({ path: join(screenshots, 'web-playground.png') });
 
     const url = page.url();
     await page.reload();
@@ -131,7 +133,7 @@ describe.skipIf(!HAS_CHROMIUM)('web playground in Chromium', () => {
     await page.locator('#settings summary').focus();
     await page.keyboard.press('Enter');
     expect(await page.locator('#beams').isVisible()).toBe(true);
-    await page.screenshot({ path: join(SCREENSHOTS, 'web-playground-phone.png'), fullPage: true });
+    await page.screenshot({ path: join(screenshots, 'web-playground-phone.png'), fullPage: true });
     await page.close();
   });
 
@@ -155,7 +157,7 @@ describe.skipIf(!HAS_CHROMIUM)('web playground in Chromium', () => {
         .poll(() => status(pages[2]!))
         .toBe("The bot is busy with other pictures; you're #2 in line.");
       expect(await status(pages[0]!)).toBe('Working on it…');
-      await pages[2]!.screenshot({ path: join(SCREENSHOTS, 'web-playground-queue.png') });
+      await pages[2]!.screenshot({ path: join(screenshots, 'web-playground-queue.png') });
     } finally {
       gated.release();
     }
