@@ -100,6 +100,8 @@ export interface RemoteImageOptions {
   maxBytes: number;
   signal?: AbortSignal;
   resolver?: Resolver;
+  /** Which resolved addresses are refused (default: `isPrivateAddress`); tests serving on 127.0.0.1 narrow it. */
+  isBlocked?: (address: string) => boolean;
 }
 
 function notAllowed(message: string): HttpError {
@@ -127,7 +129,8 @@ async function vetHost(url: URL, options: RemoteImageOptions): Promise<{ address
     throw new DownloadError(`I couldn't find the server ${host}.`, { cause: err });
   }
   const first = addresses[0];
-  if (!first || addresses.some((a) => isPrivateAddress(a.address))) {
+  const blocked = options.isBlocked ?? isPrivateAddress;
+  if (!first || addresses.some((a) => blocked(a.address))) {
     throw notAllowed(`${host} points to a private or local address, so I won't fetch pictures from it.`);
   }
   return first;

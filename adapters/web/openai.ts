@@ -29,6 +29,7 @@ export interface OpenAiContext {
   maxImageBytes: number;
   imageUrlHosts: readonly string[];
   resolver?: Resolver;
+  isBlockedAddress?: (address: string) => boolean;
   clientId(req: IncomingMessage): string;
 }
 
@@ -156,6 +157,7 @@ export class OpenAiApi {
       hosts: this.ctx.imageUrlHosts,
       maxBytes: this.ctx.maxImageBytes,
       ...(this.ctx.resolver ? { resolver: this.ctx.resolver } : {}),
+      ...(this.ctx.isBlockedAddress ? { isBlocked: this.ctx.isBlockedAddress } : {}),
     });
   }
 

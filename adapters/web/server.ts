@@ -32,6 +32,8 @@ export interface WebAdapterOptions {
   logger: Logger;
   /** DNS for remote image URLs (tests inject one); the system's by default. */
   resolver?: Resolver;
+  /** Resolved addresses remote image URLs may not point at; private and local ones by default. */
+  isBlockedAddress?: (address: string) => boolean;
 }
 
 export interface RunningWebAdapter extends RunningAdapter {
@@ -63,6 +65,7 @@ export async function startWebAdapter(options: WebAdapterOptions): Promise<Runni
     maxImageBytes,
     imageUrlHosts: config.imageUrlHosts,
     ...(options.resolver ? { resolver: options.resolver } : {}),
+    ...(options.isBlockedAddress ? { isBlockedAddress: options.isBlockedAddress } : {}),
     clientId,
   });
   const files: ReadonlyMap<string, StaticFile> = await loadStaticFiles();

@@ -109,6 +109,7 @@ export async function startWebServer(
     settings?: Partial<ChatSettings>;
     config?: Partial<WebConfig>;
     resolver?: WebAdapterOptions['resolver'];
+    isBlockedAddress?: WebAdapterOptions['isBlockedAddress'];
   } = {},
 ): Promise<WebServer> {
   const conversations = new Keyv({ namespace: 'conversations' });
@@ -124,6 +125,7 @@ export async function startWebServer(
     threads: new Keyv({ namespace: 'web-threads' }),
     logger: silentLogger,
     ...(options.resolver ? { resolver: options.resolver } : {}),
+    ...(options.isBlockedAddress ? { isBlockedAddress: options.isBlockedAddress } : {}),
   });
   return {
     url: adapter.url.replace(/\/$/, ''),

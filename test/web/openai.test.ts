@@ -1,5 +1,7 @@
 /** The OpenAI-compatible endpoint, driven by the official `openai` package against the real server. */
 import { lookup } from 'node:dns/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPrivateAddress } from '../../adapters/web/images.js';
@@ -207,5 +209,79 @@ describe('OpenAI-compatible endpoint', () => {
     }
     for (const a of ['8.8.8.8', '93.184.216.34', '2606:4700:4700::1111'])
       expect(isPrivateAddress(a), a).toBe(false);
+  });
+});
+
+describe('OpenAI-compatible endpoint: remote image URLs', () => {
+  let pictures: Server;
+  let port: number;
+  let remote: WebServer;
+  let remoteClient: OpenAI;
+  const hosts: string[] = [];
+
+  beforeAll(async () => {
+    const png = await pngBytes(52);
+    pictures = createServer((req, res) => {
+      hosts.push(req.headers.host ?? '');
+      const at = (host: string, path: string) => `http://${host}:${port}${path}`;
+      const routes: Record<string, () => void> = {
+        '/cat.png': () => res.writeHead(200, { 'content-type': 'image/png' }).end(png),
+        '/big.png': () =>
+          res.writeHead(200, { 'content-type': 'image/png', 'content-length': '900000000' }).end(),
+        '/page': () => res.writeHead(200, { 'content-type': 'text/html' }).end('<html>login</html>'),
+        '/hop': () => res.writeHead(302, { location: at('pics.test', '/cat.png') }).end(),
+        '/escape': () => res.writeHead(302, { location: at('internal.test', '/cat.png') }).end(),
+        '/elsewhere': () => res.writeHead(302, { location: 'http://unlisted.test/cat.png' }).end(),
+      };
+      (routes[req.url ?? ''] ?? (() => res.writeHead(404).end()))();
+    });
+    await new Promise<void>((resolve) => pictures.listen(0, '127.0.0.1', resolve));
+    port = (pictures.address() as AddressInfo).port;
+    remote = await startWebServer(engine, {
+      config: { imageUrlHosts: ['pics.test', 'internal.test'] },
+      resolver: async (host) => {
+        if (host === 'pics.test') return [{ address: '127.0.0.1', family: 4 }];
+        if (host === 'internal.test') return [{ address: '10.0.0.9', family: 4 }];
+        throw new Error(`no such host ${host}`);
+      },
+      // The picture server of this test lives on 127.0.0.1; every other private address stays refused.
+      isBlockedAddress: (address) => address !== '127.0.0.1' && isPrivateAddress(address),
+    });
+    remoteClient = new OpenAI({ baseURL: `${remote.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+
+  afterAll(async () => {
+    await remote?.stop();
+    await new Promise((resolve) => pictures?.close(resolve));
+  });
+
+  const askAbout = (path: string, host = 'pics.test') =>
+    remoteClient.chat.completions
+      .create({
+        model: 'blip2',
+        max_tokens: 3,
+        messages: [withImage('what is it?', `http://${host}:${port}${path}`)],
+      })
+      .catch((e: unknown) => e as Json);
+
+  it('downloads a picture from a listed host, connecting to the address it vetted', async () => {
+    const first = (await askAbout('/cat.png')) as OpenAI.Chat.Completions.ChatCompletion;
+    expect(first.choices[0]!.message.content).toBe(engine.results.at(-1)!.text.trim());
+    expect(hosts.at(-1)).toBe(`pics.test:${port}`);
+    expect((first as Json).blip2.imageCached).toBe(false);
+    const again = await askAbout('/hop');
+    expect(again.blip2.imageCached).toBe(true);
+  });
+
+  it('refuses redirects to private or unlisted hosts, too-large bodies and web pages', async () => {
+    expect(await askAbout('/escape')).toMatchObject({ status: 400, code: 'image_url_not_allowed' });
+    expect(await askAbout('/elsewhere')).toMatchObject({ status: 400, code: 'image_url_not_allowed' });
+    expect(await askAbout('/cat.png', 'internal.test')).toMatchObject({
+      status: 400,
+      code: 'image_url_not_allowed',
+    });
+    expect(await askAbout('/big.png')).toMatchObject({ status: 413, code: 'image_too_large' });
+    expect(await askAbout('/page')).toMatchObject({ status: 415, code: 'image_unsupported_type' });
+    expect(await askAbout('/missing.png')).toMatchObject({ status: 502, code: 'image_download_failed' });
   });
 });
