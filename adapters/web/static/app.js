@@ -68,7 +68,8 @@ function add(kind, text) {
 /** One answer with its notes and timings; `echo` also shows the question (a restored thread). */
 function showTurn(turn, echo = true) {
   if (echo && turn.question) add('you', turn.question);
-  const li = add(turn.question ? 'bot' : 'bot caption', turn.text ?? turn.answer);
+  const text = (turn.text ?? turn.answer) || '(The model gave an empty answer.)';
+  const li = add(turn.question ? 'bot' : 'bot caption', text);
   for (const note of turn.notes ?? []) {
     const n = document.createElement('p');
     n.className = 'note';
