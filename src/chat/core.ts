@@ -4,7 +4,7 @@
  */
 import type Keyv from 'keyv';
 import { type Logger, silentLogger } from '../config/logger.js';
-import type { GenerateResult, ImageQuestionEngine } from '../engine/api.js';
+import type { EncodeImageResult, GenerateResult, ImageQuestionEngine } from '../engine/api.js';
 import { ImageError, RequestAbortedError, RequestTimeoutError } from '../engine/errors.js';
 import { isAllowed } from './allow-list.js';
 import { type ConversationState, ConversationStore } from './conversation-store.js';
@@ -16,7 +16,14 @@ import { RateLimiter } from './rate-limit.js';
 import { Reply } from './reply.js';
 import { type ChatSettings, DEFAULT_CHAT_SETTINGS } from './settings.js';
 import { splitMessage } from './split.js';
-import type { ChatHandler, ChatMessage, ChatOutput, IncomingImage } from './types.js';
+import type {
+  ChatEvent,
+  ChatHandler,
+  ChatMessage,
+  ChatOutput,
+  IncomingImage,
+  RefusalReason,
+} from './types.js';
 
 export interface ChatCoreOptions {
   engine: ImageQuestionEngine;
@@ -35,6 +42,15 @@ const SHUTDOWN = Symbol('shutdown');
 /** The engine no longer has the picture a conversation refers to (cache entry expired or evicted). */
 export function isExpiredImageError(err: unknown): boolean {
   return err instanceof ImageError && err.code === 'expired';
+}
+
+/** Tells an adapter that wants facts (the web API) what happened; a failing listener never breaks the answer. */
+function report(output: ChatOutput, event: ChatEvent): void {
+  try {
+    output.report?.(event);
+  } catch {
+    // The texts still go out through send/edit.
+  }
 }
 
 function userMessageOf(err: unknown): string | undefined {
@@ -76,6 +92,19 @@ export class ChatCore implements ChatHandler {
   /** Whether a conversation has a picture the bot can still talk about (adapters use it to open a thread). */
   async hasPicture(platform: ChatMessage['platform'], conversation: string): Promise<boolean> {
     return (await this.store.get(`${platform}:${conversation}`)) !== undefined;
+  }
+
+  /** The stored state of a conversation (the web API shows its turns). */
+  conversation(
+    platform: ChatMessage['platform'],
+    conversation: string,
+  ): Promise<ConversationState | undefined> {
+    return this.store.get(`${platform}:${conversation}`);
+  }
+
+  /** Forgets a conversation, e.g. one a stateless API request needed only for its own answer. */
+  async forget(platform: ChatMessage['platform'], conversation: string): Promise<void> {
+    await this.store.delete(`${platform}:${conversation}`);
   }
 
   /** Requests being handled right now. */
@@ -123,11 +152,12 @@ export class ChatCore implements ChatHandler {
       if (!isAllowed(message, this.settings.allowList)) {
         log.info(`ignoring ${message.platform} user ${message.user}: not in the allow-list`);
         if (message.addressed && this.settings.allowList.mode === 'tell')
-          await this.say(output, messages.notAllowed);
+          await this.refuse(output, 'not_allowed', messages.notAllowed);
+        else report(output, { type: 'refused', reason: 'not_allowed', message: messages.notAllowed });
         return;
       }
       if (this.closing) {
-        if (message.addressed) await this.say(output, messages.shuttingDown);
+        if (message.addressed) await this.refuse(output, 'shutting_down', messages.shuttingDown);
         return;
       }
       const key = `${message.platform}:${message.conversation}`;
@@ -158,18 +188,22 @@ export class ChatCore implements ChatHandler {
     // A conversation starts only when someone addresses the bot; pictures in others' threads are not for it.
     if (!state && !message.addressed) return;
     if (!hasImage && !state) {
-      await this.say(output, usageHint(message.platform));
+      await this.refuse(output, 'no_picture', usageHint(message.platform));
       return;
     }
     // Chatter without a question in a conversation the bot follows is not for the bot.
     if (!hasImage && !question && !message.addressed) return;
     if (question.length > this.settings.maxQuestionChars) {
-      await this.say(output, messages.questionTooLong(this.settings.maxQuestionChars));
+      await this.refuse(
+        output,
+        'question_too_long',
+        messages.questionTooLong(this.settings.maxQuestionChars),
+      );
       return;
     }
     const wait = this.limiter.take(`${message.platform}:${message.user}`);
     if (wait > 0) {
-      await this.say(output, messages.rateLimited(wait));
+      await this.refuse(output, 'rate_limited', messages.rateLimited(wait), { retryAfterMs: wait });
       return;
     }
 
@@ -181,13 +215,30 @@ export class ChatCore implements ChatHandler {
     const stopTyping = keepTyping(output, this.settings.typingIntervalMs, this.logger);
     const reply = new Reply(output, this.logger);
     try {
-      const text = await this.answer(key, message, question, state, reply, controller.signal, started);
+      const text = await this.answer(
+        key,
+        message,
+        question,
+        state,
+        reply,
+        output,
+        controller.signal,
+        started,
+      );
       stopTyping();
       await reply.finish(text);
     } catch (err) {
       stopTyping();
-      const text = await this.explain(err, controller.signal, key);
-      if (!reply.sent) await reply.finish(text);
+      const { reason, text } = await this.explain(err, controller.signal, key);
+      if (!reply.sent) {
+        report(output, {
+          type: 'refused',
+          reason,
+          message: text,
+          ...(reason === 'rejected' ? { error: err } : {}),
+        });
+        await reply.finish(text);
+      }
     } finally {
       stopTyping();
       clearTimeout(timer);
@@ -201,17 +252,28 @@ export class ChatCore implements ChatHandler {
     question: string,
     state: ConversationState | undefined,
     reply: Reply,
+    output: ChatOutput,
     signal: AbortSignal,
     started: number,
   ): Promise<string> {
     const notes: string[] = [];
     let current = state;
+    /** The picture of this message was encoded here, before generating: its cost belongs to this answer. */
+    let encoded: { cached: boolean; ms: number; timings: EncodeImageResult['timings'] } | undefined;
     if (message.images.length > 0) {
       const picked = this.pickImage(message.images);
       if (picked.images > 1) notes.push(messages.severalImages(picked.images, picked.image.name));
       const bytes = await picked.image.download(this.settings.maxImageBytes, signal);
       signal.throwIfAborted();
-      const imageKey = await this.engine.encodeImage(bytes, { signal });
+      const encodeStarted = performance.now();
+      let imageKey: string;
+      if (this.engine.encodeImageDetailed) {
+        const detail = await this.engine.encodeImageDetailed(bytes, { signal });
+        imageKey = detail.key;
+        encoded = { cached: detail.cached, ms: performance.now() - encodeStarted, timings: detail.timings };
+      } else {
+        imageKey = await this.engine.encodeImage(bytes, { signal });
+      }
       if (state && state.imageKey !== imageKey) notes.push(messages.newSubject);
       current = {
         v: 1,
@@ -230,25 +292,44 @@ export class ChatCore implements ChatHandler {
       image: current.imageKey,
       signal,
       timeoutMs: remaining,
-      onQueuePosition: (position: number) => reply.notice.update(position),
+      onQueuePosition: (position: number) => {
+        report(output, { type: 'queued', position });
+        reply.notice.update(position);
+      },
+      ...(output.report
+        ? { onToken: (token: { textSoFar: string }) => report(output, { type: 'token', ...token }) }
+        : {}),
     };
+    const task = question ? 'question' : 'caption';
+    // The request's own settings win over the bot's per-task ones, field by field.
+    const configured = this.settings.generation?.[task];
+    const options = message.options || configured ? { ...configured, ...message.options } : undefined;
     let result: GenerateResult;
     if (question) {
+      const history = message.history ?? current.turns;
       result = await this.engine.generate({
         ...common,
         question,
-        history: current.turns,
-        ...(this.settings.generation?.question ? { options: this.settings.generation.question } : {}),
+        history,
+        ...(options ? { options } : {}),
       });
-      current.turns = [...current.turns, { question, answer: result.text }].slice(
-        -this.settings.maxStoredTurns,
-      );
+      current.turns = [...history, { question, answer: result.text }].slice(-this.settings.maxStoredTurns);
     } else {
-      result = await this.engine.generate({
-        ...common,
-        task: 'caption',
-        ...(this.settings.generation?.caption ? { options: this.settings.generation.caption } : {}),
-      });
+      result = await this.engine.generate({ ...common, task: 'caption', ...(options ? { options } : {}) });
+    }
+    if (encoded) {
+      const t = result.timings;
+      result = {
+        ...result,
+        imageCached: encoded.cached,
+        timings: {
+          ...t,
+          preprocessMs: t.preprocessMs + encoded.timings.preprocessMs,
+          visionMs: t.visionMs + encoded.timings.visionMs,
+          qformerMs: t.qformerMs + encoded.timings.qformerMs,
+          totalMs: t.totalMs + encoded.ms,
+        },
+      };
     }
     current.updatedAt = this.now();
     await this.store.set(key, current);
@@ -257,10 +338,21 @@ export class ChatCore implements ChatHandler {
         ` (queue ${Math.round(result.timings.queueMs)} ms, image ${result.imageCached ? 'cached' : 'encoded'})`,
     );
 
+    if (result.droppedTurns > 0) notes.push(messages.droppedTurns(result.droppedTurns));
     const lines = [result.text.trim() || messages.emptyAnswer, ...notes];
-    if (result.droppedTurns > 0) lines.push(messages.droppedTurns(result.droppedTurns));
     if (result.demo || this.engine.demo) lines.push(DEMO_NOTICE);
-    return lines.join('\n');
+    const text = lines.join('\n');
+    report(output, {
+      type: 'answered',
+      task,
+      question,
+      answer: result.text,
+      notes,
+      text,
+      imageName: current.imageName,
+      result,
+    });
+    return text;
   }
 
   /** The first usable attachment; throws the reason when none is usable. */
@@ -277,23 +369,39 @@ export class ChatCore implements ChatHandler {
     return { image: first, images: usable.length };
   }
 
-  private async explain(err: unknown, signal: AbortSignal, key: string): Promise<string> {
+  private async explain(
+    err: unknown,
+    signal: AbortSignal,
+    key: string,
+  ): Promise<{ reason: RefusalReason; text: string }> {
     if (signal.reason === TIMEOUT || err instanceof RequestTimeoutError) {
       this.logger.warn('request timed out');
-      return messages.timeout;
+      return { reason: 'timeout', text: messages.timeout };
     }
-    if (signal.reason === SHUTDOWN || err instanceof RequestAbortedError) return messages.shuttingDown;
+    if (signal.reason === SHUTDOWN || err instanceof RequestAbortedError) {
+      return { reason: 'shutting_down', text: messages.shuttingDown };
+    }
     if (isExpiredImageError(err)) {
       await this.store.delete(key).catch(() => {});
-      return messages.expired;
+      return { reason: 'expired', text: messages.expired };
     }
     const userMessage = userMessageOf(err);
     if (userMessage) {
       this.logger.info(`told the person: ${userMessage}`);
-      return userMessage;
+      return { reason: 'rejected', text: userMessage };
     }
     this.logger.error('request failed', err);
-    return messages.failed;
+    return { reason: 'failed', text: messages.failed };
+  }
+
+  private async refuse(
+    output: ChatOutput,
+    reason: RefusalReason,
+    text: string,
+    extra: { retryAfterMs?: number } = {},
+  ): Promise<void> {
+    report(output, { type: 'refused', reason, message: text, ...extra });
+    await this.say(output, text);
   }
 
   private async say(output: ChatOutput, text: string): Promise<void> {

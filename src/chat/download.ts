@@ -69,7 +69,9 @@ export async function downloadWithCap(url: string, options: DownloadOptions): Pr
       redirect: 'follow',
     });
   } catch (err) {
-    if (options.signal?.aborted) throw err;
+    // An injected fetch may refuse with its own polite reason (the web adapter's URL checks): keep it.
+    const ownMessage = typeof (err as { userMessage?: unknown } | null)?.userMessage === 'string';
+    if (options.signal?.aborted || ownMessage) throw err;
     throw new DownloadError(`I couldn't download "${name}". Please try sending it again.`, { cause: err });
   }
   if (!response.ok) {

@@ -9,6 +9,8 @@ export function usageHint(platform: Platform): string {
   switch (platform) {
     case 'local':
       return 'Set a picture first with `/image <path>`, then ask about it (or press Enter for a caption).';
+    case 'web':
+      return 'Choose, drop or paste a picture first, then ask about it.';
     case 'slack':
       return 'Mention me in a message with a picture attached (add a question, or none for a caption), then keep asking in the thread.';
     default:

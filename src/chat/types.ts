@@ -1,9 +1,10 @@
 /**
- * The platform-neutral chat contract. Adapters (Discord, Slack, local terminal) translate platform events into
- * `ChatMessage`s and implement `ChatOutput`; the chat core never sees a platform type.
+ * The platform-neutral chat contract. Adapters (Discord, Slack, local terminal, web) translate platform events
+ * into `ChatMessage`s and implement `ChatOutput`; the chat core never sees a platform type.
  */
+import type { GenerateResult, GenerationOptions, Turn } from '../engine/api.js';
 
-export type Platform = 'discord' | 'slack' | 'local';
+export type Platform = 'discord' | 'slack' | 'local' | 'web';
 
 /** An image attached to a message, not yet downloaded. */
 export interface IncomingImage {
@@ -33,6 +34,13 @@ export interface ChatMessage {
   addressed: boolean;
   /** Idempotency key: the same id is never answered twice. */
   messageId: string;
+  /** Generation settings chosen for this one request (the web playground's and the OpenAI API's knobs). */
+  options?: GenerationOptions;
+  /**
+   * The earlier exchanges as the client sends them, instead of the stored ones: stateless clients (OpenAI's API)
+   * resend the whole conversation with every request.
+   */
+  history?: Turn[];
 }
 
 /** A message the bot posted, so it can be edited later. */
@@ -50,7 +58,51 @@ export interface ChatOutput {
   edit(message: PostedMessage, text: string): Promise<void>;
   /** Shows a "working on it" signal; the core calls it again while a job runs. */
   showTyping(): Promise<void>;
+  /**
+   * Optional: the facts behind the texts, for adapters that answer with data (the web API) rather than messages.
+   * Called synchronously; it must not throw.
+   */
+  report?(event: ChatEvent): void;
 }
+
+/** Why the core answered with one of its polite messages instead of a model answer. */
+export type RefusalReason =
+  | 'not_allowed'
+  | 'shutting_down'
+  | 'no_picture'
+  | 'question_too_long'
+  | 'rate_limited'
+  | 'timeout'
+  | 'expired'
+  /** An error with its own `userMessage` (ImageError, InputError, QueueFullError, DownloadError, ...). */
+  | 'rejected'
+  | 'failed';
+
+export type ChatEvent =
+  | { type: 'queued'; position: number }
+  | { type: 'token'; textSoFar: string }
+  | {
+      type: 'answered';
+      task: 'caption' | 'question';
+      question: string;
+      /** The model's text as it came, before the core's notes are added. */
+      answer: string;
+      /** The core's remarks shown under the answer (several pictures, new picture, dropped turns). */
+      notes: string[];
+      /** What the person is shown: the answer, the notes and the demo-model notice. */
+      text: string;
+      imageName: string;
+      result: GenerateResult;
+    }
+  | {
+      type: 'refused';
+      reason: RefusalReason;
+      message: string;
+      /** rate_limited: how long until a request is allowed again. */
+      retryAfterMs?: number;
+      /** rejected: the error whose userMessage was shown, so an adapter can pick a status from its kind. */
+      error?: unknown;
+    };
 
 /** What adapters call: the chat core (src/chat/core.ts) implements it. */
 export interface ChatHandler {

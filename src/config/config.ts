@@ -24,6 +24,29 @@ export interface DiscordConfig {
   guildId?: string;
 }
 
+export interface WebConfig {
+  host: string;
+  /** 0 = any free port (tests). */
+  port: number;
+  /** Whether WEB_PORT was set: with platform credentials, the web adapter runs only then. */
+  portSet: boolean;
+  /** Bearer key every API request must carry; required when `host` is not a loopback address. */
+  apiKey?: string;
+  /** Origins allowed to call the API from a browser on another site (exact `scheme://host[:port]`). */
+  corsOrigins: string[];
+  /** Host names whose https/http image URLs the OpenAI endpoint may fetch; empty = data: URLs only. */
+  imageUrlHosts: string[];
+}
+
+export const DEFAULT_WEB_HOST = '127.0.0.1';
+export const DEFAULT_WEB_PORT = 7860;
+
+/** Whether `host` only listens on this machine (then no API key is needed). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
+}
+
 export interface BotConfig {
   modelDir: string;
   dataDir: string;
@@ -32,6 +55,7 @@ export interface BotConfig {
   chat: ChatSettings;
   logLevel: LogLevel;
   discord?: DiscordConfig;
+  web: WebConfig;
   /** The environment the config came from, for adapters that parse their own variables (Slack). */
   env: Env;
   /** Values never to print. */
@@ -70,6 +94,11 @@ export const CONFIG_VARIABLES: Readonly<Record<string, string>> = {
   REQUEST_TIMEOUT_SECONDS: 'give up on a request after this long, queue wait included (default 120)',
   MAX_IMAGE_MB: 'largest image accepted in MB (default 20)',
   LOG_LEVEL: 'debug | info | warn | error (default info)',
+  WEB_HOST: `web playground and API interface (default ${DEFAULT_WEB_HOST}; others need WEB_API_KEY)`,
+  WEB_PORT: `web port (default ${DEFAULT_WEB_PORT}); with platform credentials set, the web runs only when set`,
+  WEB_API_KEY: 'Bearer key for the web API (required when WEB_HOST is not loopback)',
+  WEB_CORS_ORIGINS: 'comma-separated origins allowed to call the web API from other sites; empty = none',
+  WEB_IMAGE_URL_HOSTS: 'comma-separated host names the OpenAI endpoint may fetch image URLs from',
 };
 
 const SECRET_VARIABLES = [
@@ -78,6 +107,7 @@ const SECRET_VARIABLES = [
   'SLACK_APP_TOKEN',
   'SLACK_SIGNING_SECRET',
   'REDIS_URL',
+  'WEB_API_KEY',
 ];
 
 class Reader {
@@ -219,6 +249,8 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
       }
     : undefined;
 
+  const web = readWebConfig(r);
+
   if (r.problems.length > 0) throw new ConfigError(r.problems);
 
   const secrets = [
@@ -233,8 +265,53 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
     chat,
     logLevel,
     ...(discord ? { discord } : {}),
+    web,
     env,
     secrets,
+  };
+}
+
+function readWebConfig(r: Reader): WebConfig {
+  const host = r.string('WEB_HOST') ?? DEFAULT_WEB_HOST;
+  const portSet = r.string('WEB_PORT') !== undefined;
+  const port = r.number('WEB_PORT', DEFAULT_WEB_PORT, { min: 0, max: 65_535, integer: true });
+  const apiKey = r.string('WEB_API_KEY');
+  if (apiKey !== undefined && apiKey.length < 16) {
+    r.problems.push('WEB_API_KEY must be at least 16 characters (for example: openssl rand -hex 24)');
+  }
+  if (!isLoopbackHost(host) && apiKey === undefined) {
+    r.problems.push(
+      `WEB_HOST=${host} is reachable from other machines, so WEB_API_KEY must be set (or use WEB_HOST=127.0.0.1)`,
+    );
+  }
+  const corsOrigins: string[] = [];
+  for (const origin of r.list('WEB_CORS_ORIGINS')) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {}
+    if (
+      !parsed ||
+      !['http:', 'https:'].includes(parsed.protocol) ||
+      parsed.origin !== origin.replace(/\/$/, '')
+    ) {
+      r.problems.push(`WEB_CORS_ORIGINS: ${origin} must be an origin such as https://chat.example.com`);
+    } else corsOrigins.push(parsed.origin);
+  }
+  const imageUrlHosts: string[] = [];
+  for (const name of r.list('WEB_IMAGE_URL_HOSTS')) {
+    const hostName = name.toLowerCase();
+    if (!/^[a-z0-9.-]+$/.test(hostName) || hostName.startsWith('.') || hostName.endsWith('.')) {
+      r.problems.push(`WEB_IMAGE_URL_HOSTS: ${name} must be a host name such as images.example.com`);
+    } else imageUrlHosts.push(hostName);
+  }
+  return {
+    host,
+    port,
+    portSet,
+    ...(apiKey !== undefined ? { apiKey } : {}),
+    corsOrigins,
+    imageUrlHosts,
   };
 }
 

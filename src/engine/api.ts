@@ -75,6 +75,8 @@ export interface GenerateResult {
   imageCached: boolean;
   /** How many of the oldest history turns were dropped to fit the encoder budget. */
   droppedTurns: number;
+  /** Length of the encoder's input: the image's query tokens plus the prompt's token ids. */
+  promptTokens: number;
   /** True on the seeded demo model: the text is meaningless. */
   demo: boolean;
 }
@@ -82,6 +84,8 @@ export interface GenerateResult {
 export interface EncodeImageResult {
   key: string;
   cached: boolean;
+  /** The stages this call ran (all 0 when the picture was cached). */
+  timings: Pick<Timings, 'preprocessMs' | 'visionMs' | 'qformerMs'>;
 }
 
 /** What the chat core needs from an engine. */
@@ -89,6 +93,8 @@ export interface ImageQuestionEngine {
   readonly demo: boolean;
   readonly modelId: string;
   encodeImage(bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<string>;
+  /** `encodeImage` that also says whether the cache had the picture and what encoding it cost. */
+  encodeImageDetailed?(bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<EncodeImageResult>;
   generate(request: GenerateRequest): Promise<GenerateResult>;
   /** Requests waiting, not counting the running one. */
   readonly queueLength: number;

@@ -166,12 +166,17 @@ export class Blip2Engine implements ImageQuestionEngine {
   ): Promise<EncodeImageResult> {
     // Hashing a large upload is not free: the key is computed once and handed on.
     const key = this.imageKey(bytes);
-    if (await this.cache.has(key)) return { key, cached: true };
     const timings = emptyTimings();
+    const spent = () => ({
+      preprocessMs: timings.preprocessMs,
+      visionMs: timings.visionMs,
+      qformerMs: timings.qformerMs,
+    });
+    if (await this.cache.has(key)) return { key, cached: true, timings: spent() };
     return this.queue.run(
       async () => {
         const r = await this.queryEmbedsFor(bytes, timings, key);
-        return { key: r.key, cached: r.cached };
+        return { key: r.key, cached: r.cached, timings: spent() };
       },
       options.signal ? { signal: options.signal } : {},
     );
@@ -263,6 +268,7 @@ export class Blip2Engine implements ImageQuestionEngine {
         timings,
         imageCached,
         droppedTurns,
+        promptTokens: inputIds.length + (embeds?.dims[1] ?? 0),
         demo: this.demo,
       };
     }, runOptions);

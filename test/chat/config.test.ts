@@ -134,6 +134,69 @@ describe('logger', () => {
   });
 });
 
+describe('web configuration', () => {
+  it('defaults to the loopback interface on port 7860 with no key', () => {
+    const { web } = parseConfig({}, '/srv');
+    expect(web).toEqual({
+      host: '127.0.0.1',
+      port: 7860,
+      portSet: false,
+      corsOrigins: [],
+      imageUrlHosts: [],
+    });
+  });
+
+  it('reads every WEB_ variable', () => {
+    const { web, secrets } = parseConfig(
+      {
+        WEB_HOST: '0.0.0.0',
+        WEB_PORT: '8080',
+        WEB_API_KEY: 'k'.repeat(24),
+        WEB_CORS_ORIGINS: 'https://chat.example.com, http://localhost:3000',
+        WEB_IMAGE_URL_HOSTS: 'Images.Example.com,cdn.example.org',
+      },
+      '/srv',
+    );
+    expect(web).toEqual({
+      host: '0.0.0.0',
+      port: 8080,
+      portSet: true,
+      apiKey: 'k'.repeat(24),
+      corsOrigins: ['https://chat.example.com', 'http://localhost:3000'],
+      imageUrlHosts: ['images.example.com', 'cdn.example.org'],
+    });
+    expect(secrets).toContain('k'.repeat(24));
+  });
+
+  it('refuses a non-loopback host without a key, and lists every web problem at once', () => {
+    let error: ConfigError | undefined;
+    try {
+      parseConfig(
+        {
+          WEB_HOST: '0.0.0.0',
+          WEB_PORT: '99999',
+          WEB_CORS_ORIGINS: 'chat.example.com,https://ok.example.com/path',
+          WEB_IMAGE_URL_HOSTS: 'http://images.example.com',
+        },
+        '/srv',
+      );
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error?.problems).toHaveLength(5);
+    expect(error?.message).toContain(
+      'WEB_HOST=0.0.0.0 is reachable from other machines, so WEB_API_KEY must be set',
+    );
+    expect(error?.message).toContain('WEB_PORT=99999 must be a whole number from 0 to 65535');
+    expect(error?.message).toContain('WEB_CORS_ORIGINS: chat.example.com must be an origin');
+    expect(error?.message).toContain('WEB_CORS_ORIGINS: https://ok.example.com/path must be an origin');
+    expect(error?.message).toContain('WEB_IMAGE_URL_HOSTS: http://images.example.com must be a host name');
+    expect(() => parseConfig({ WEB_HOST: '::1' }, '/srv')).not.toThrow();
+    expect(() => parseConfig({ WEB_API_KEY: 'short' }, '/srv')).toThrow(/at least 16 characters/);
+  });
+});
+
 describe('.env.example', () => {
   const text = readFileSync(join(ROOT, '.env.example'), 'utf8');
 

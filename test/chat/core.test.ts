@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ChatCore, type ChatCoreOptions } from '../../src/chat/core.js';
 import { DEMO_NOTICE, messages, usageHint } from '../../src/chat/messages.js';
 import type { ChatSettings } from '../../src/chat/settings.js';
-import type { ChatMessage, IncomingImage } from '../../src/chat/types.js';
+import type { ChatEvent, ChatMessage, IncomingImage } from '../../src/chat/types.js';
 import { type EngineFixture, FAST_GENERATION, openTestEngine, RecordingEngine } from './engine-fixture.js';
 import { corruptJpegBytes, pngBytes, TestImage } from './images.js';
 import { RecordingOutput } from './recording-output.js';
@@ -323,5 +323,48 @@ describe('chat core', () => {
     const late = new RecordingOutput();
     await c.handle(msg({ conversation: 'late', images: [new TestImage('a.png', await pngBytes(16))] }), late);
     expect(late.texts).toEqual([messages.shuttingDown]);
+  });
+
+  it('tells outputs that ask for facts what happened: the answer with its cost, or why not', async () => {
+    const c = core({ maxQuestionChars: 10 });
+    const events: ChatEvent[] = [];
+    const out = Object.assign(new RecordingOutput(), { report: (e: ChatEvent) => events.push(e) });
+    await c.handle(msg({ conversation: 'facts', images: [new TestImage('f.png', await pngBytes(17))] }), out);
+    const answered = events.find((e) => e.type === 'answered');
+    expect(answered).toMatchObject({ task: 'caption', question: '', imageName: 'f.png', notes: [] });
+    if (answered?.type !== 'answered') throw new Error('no answer');
+    // The picture was new: its encoding is part of this answer.
+    expect(answered.result.imageCached).toBe(false);
+    expect(answered.result.timings.visionMs).toBeGreaterThan(0);
+    expect(answered.text).toBe(out.texts[0]);
+    await c.handle(msg({ conversation: 'facts', text: 'x'.repeat(11) }), out);
+    expect(events.at(-1)).toEqual({
+      type: 'refused',
+      reason: 'question_too_long',
+      message: messages.questionTooLong(10),
+    });
+    await c.handle(msg({ conversation: 'empty', text: 'hello?' }), out);
+    expect(events.at(-1)).toMatchObject({ type: 'refused', reason: 'no_picture' });
+  });
+
+  it("uses a message's own generation settings and history over the stored ones", async () => {
+    const c = core();
+    const image = await pngBytes(18);
+    const out = new RecordingOutput();
+    await c.handle(
+      msg({ conversation: 'own', text: 'first?', images: [new TestImage('o.png', image)] }),
+      out,
+    );
+    const history = [{ question: 'earlier?', answer: 'yes' }];
+    await c.handle(msg({ conversation: 'own', text: 'next?', options: { maxNewTokens: 2 }, history }), out);
+    expect(fixture.engine.requests.at(-1)).toMatchObject({
+      question: 'next?',
+      history,
+      options: { numBeams: 1, maxNewTokens: 2 },
+    });
+    expect((await c.conversation('local', 'own'))?.turns.map((t) => t.question)).toEqual([
+      'earlier?',
+      'next?',
+    ]);
   });
 });

@@ -3,7 +3,12 @@
  * models/demo by the real converter), wrapped so tests can see what it was asked and whether the image cache hit.
  */
 import type { ChatSettings } from '../../src/chat/settings.js';
-import type { GenerateRequest, GenerateResult, ImageQuestionEngine } from '../../src/engine/api.js';
+import type {
+  EncodeImageResult,
+  GenerateRequest,
+  GenerateResult,
+  ImageQuestionEngine,
+} from '../../src/engine/api.js';
 import { Blip2Engine } from '../../src/engine/engine.js';
 import { ensureDemoModel } from '../../src/model/demo.js';
 import type { StoreOptions } from '../../src/storage/keyv-store.js';
@@ -42,6 +47,16 @@ export class RecordingEngine implements ImageQuestionEngine {
   encodeImage(bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<string> {
     this.encodeCalls++;
     return this.inner.encodeImage(bytes, options);
+  }
+
+  async encodeImageDetailed(
+    bytes: Uint8Array,
+    options?: { signal?: AbortSignal },
+  ): Promise<EncodeImageResult> {
+    this.encodeCalls++;
+    if (this.inner.encodeImageDetailed) return this.inner.encodeImageDetailed(bytes, options);
+    const key = await this.inner.encodeImage(bytes, options);
+    return { key, cached: false, timings: { preprocessMs: 0, visionMs: 0, qformerMs: 0 } };
   }
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {

@@ -56,35 +56,107 @@ describe('blip2-bot start', () => {
     expect(err.text()).toContain('CACHE_STORE=floppy must be one of: sqlite, memory, redis');
   });
 
-  it('without tokens and without a terminal, says what to set and exits with 2', async () => {
+  it('without tokens and without a terminal, runs the web playground, prints its URL and keeps running', async () => {
+    const out = capture();
     const err = capture();
-    const stdin = Object.assign(new PassThrough(), { isTTY: false });
-    const code = await startCommand([], { env: baseEnv(), cwd: dir, stdin, stderr: err.stream });
-    expect(code).toBe(2);
+    const stop = new AbortController();
+    let names: string[] = [];
+    const running = startCommand([], {
+      env: { ...baseEnv(), WEB_PORT: '0' },
+      cwd: dir,
+      stdin: Object.assign(new PassThrough(), { isTTY: false }),
+      stdout: out.stream,
+      stderr: err.stream,
+      signal: stop.signal,
+      onReady: ({ adapters }) => {
+        names = adapters.map((a) => a.name);
+      },
+    });
+    await until('the URL', () => /Web playground and API: http:\/\/127\.0\.0\.1:\d+\//.test(out.text()));
+    expect(names).toEqual(['web']);
+    const url = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out.text())![1]!;
+    const page = await fetch(url);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('blip2-bot playground');
+    const body = new FormData();
+    body.append('image', new Blob([await pngBytes(5)], { type: 'image/png' }), 'a.png');
+    const answer = (await (await fetch(`${url}api/v1/conversations`, { method: 'POST', body })).json()) as {
+      demo: boolean;
+      answer: { text: unknown };
+    };
+    expect(answer.demo).toBe(true);
+    expect(typeof answer.answer.text).toBe('string');
     expect(err.text()).toContain('DISCORD_TOKEN');
     expect(err.text()).toContain('SLACK_BOT_TOKEN');
-    expect(err.text()).toContain('Standard input is not a terminal');
+    expect(err.text()).toContain('Running the DEMO model');
+    stop.abort();
+    expect(await running).toBe(0);
+    expect((await fetch(url).catch((e: Error) => e)) instanceof Error).toBe(true);
   });
 
-  it('without tokens on a terminal, runs the local chat on the demo model, with a banner', async () => {
+  it('refuses to start the web on another interface without WEB_API_KEY', async () => {
+    const err = capture();
+    const code = await startCommand([], {
+      env: { ...baseEnv(), WEB_HOST: '0.0.0.0' },
+      cwd: dir,
+      stderr: err.stream,
+    });
+    expect(code).toBe(2);
+    expect(err.text()).toContain('WEB_API_KEY must be set');
+  });
+
+  it('with --local on a terminal, also runs the terminal chat beside the web', async () => {
     const picture = join(dir, 'pic.png');
     writeFileSync(picture, await pngBytes(3));
     const stdin = Object.assign(new PassThrough(), { isTTY: true });
     const out = capture();
     const err = capture();
-    const running = startCommand([], {
-      env: baseEnv(),
+    let names: string[] = [];
+    const running = startCommand(['--local'], {
+      env: { ...baseEnv(), WEB_PORT: '0' },
       cwd: dir,
       stdin,
       stdout: out.stream,
       stderr: err.stream,
+      onReady: ({ adapters }) => {
+        names = adapters.map((a) => a.name);
+      },
     });
     stdin.write(`/image ${picture}\n`);
     await until('the caption', () => out.text().includes(DEMO_NOTICE));
+    expect(names).toEqual(['web', 'local']);
     stdin.write('/quit\n');
     expect(await running).toBe(0);
-    expect(err.text()).toContain('Running the DEMO model');
     expect(err.text()).toContain('No chat platform is configured');
+  });
+
+  it('with DISCORD_TOKEN and WEB_PORT, runs the web beside Discord', async () => {
+    const emulator = await DiscordEmulator.start();
+    try {
+      const stop = new AbortController();
+      let names: string[] | undefined;
+      const out = capture();
+      const running = startCommand([], {
+        env: { ...baseEnv(), DISCORD_TOKEN: emulator.token, DISCORD_API_URL: emulator.apiUrl, WEB_PORT: '0' },
+        cwd: dir,
+        stdin: Object.assign(new PassThrough(), { isTTY: false }),
+        stdout: out.stream,
+        stderr: capture().stream,
+        signal: stop.signal,
+        onReady: ({ adapters }) => {
+          names = adapters.map((a) => a.name);
+        },
+      });
+      await until('the bot to start', () => names !== undefined);
+      expect(names).toEqual(['discord', 'web']);
+      const url = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out.text())![1]!;
+      const health = (await (await fetch(`${url}api/v1/health`)).json()) as { status: string };
+      expect(health.status).toBe('ok');
+      stop.abort();
+      expect(await running).toBe(0);
+    } finally {
+      await emulator.stop();
+    }
   });
 
   it('with DISCORD_TOKEN, answers on Discord (through DISCORD_API_URL) and stops cleanly', async () => {
@@ -101,6 +173,8 @@ describe('blip2-bot start', () => {
         signal: stop.signal,
         onReady: ({ adapters }) => {
           ready = adapters.some((a) => a.name === 'discord');
+          // With platform credentials the web runs only when WEB_PORT is set.
+          expect(adapters.map((a) => a.name)).toEqual(['discord']);
         },
       });
       await until('the bot to connect', () => ready);

@@ -1,13 +1,14 @@
 /**
  * `blip2-bot start` (= `npm start`): reads the configuration, loads the model (or the demo model, loudly), starts
  * every chat adapter whose credentials are set, and shuts them down cleanly on SIGINT/SIGTERM. With no
- * credentials at all it says what to set and runs the terminal chat instead.
+ * credentials at all it says what to set and runs the web playground instead (terminal or not).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type Keyv from 'keyv';
 import { startDiscordAdapter } from '../../../adapters/discord/index.js';
 import { startLocalAdapter } from '../../../adapters/local/index.js';
+import { startWebAdapter } from '../../../adapters/web/index.js';
 import { ChatCore } from '../../chat/core.js';
 import type { ChatHandler, RunningAdapter } from '../../chat/types.js';
 import { type BotConfig, CONFIG_VARIABLES, ConfigError, type Env, loadConfig } from '../../config/config.js';
@@ -21,9 +22,10 @@ export const START_USAGE = `Usage: blip2-bot start [--local]
 
 Runs the bot on every platform whose credentials are set (Discord: DISCORD_TOKEN; Slack: SLACK_BOT_TOKEN plus
 SLACK_APP_TOKEN or SLACK_SIGNING_SECRET). Settings come from the environment and from .env in the current
-directory (see .env.example). With no credentials, or with --local, it also runs a chat in this terminal.
+directory (see .env.example). With no credentials it runs the web playground and API on WEB_HOST:WEB_PORT
+(http://127.0.0.1:7860/ by default); with credentials, the web runs too when WEB_PORT is set.
 
-  --local    also run the terminal chat (it always runs when no platform is configured)
+  --local    also run a chat in this terminal (\`blip2-bot chat\` is the terminal chat on its own)
 
 Variables:
 ${Object.entries(CONFIG_VARIABLES)
@@ -31,7 +33,7 @@ ${Object.entries(CONFIG_VARIABLES)
   .join('\n')}
   SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET, SLACK_PORT, SLACK_API_URL: see "Run it on Slack" in README.md`;
 
-const NO_PLATFORM_HELP = `No chat platform is configured, so the bot cannot join Discord or Slack yet. To connect it, set in .env
+const NO_PLATFORM_HELP = `No chat platform is configured, so the bot runs the web playground only. To connect it, set in .env
 (copy .env.example):
   Discord: DISCORD_TOKEN                      (README.md "Run it on Discord": app, intents, invite, /describe)
   Slack:   SLACK_BOT_TOKEN + SLACK_APP_TOKEN  (Socket Mode; or SLACK_SIGNING_SECRET for HTTP mode; README.md "Run it on Slack")`;
@@ -159,17 +161,10 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     throw err;
   }
 
-  if (!config.discord && !slack) {
-    stderr.write(`${NO_PLATFORM_HELP}\n`);
-    if (!stdin.isTTY && !local) {
-      stderr.write(
-        'Standard input is not a terminal, so there is no local chat to run either. Run `npm start` in a ' +
-          'terminal to talk to the bot here (/image <path>, then ask), or set the variables above.\n',
-      );
-      return 2;
-    }
-    local = true;
-  }
+  const platforms = Boolean(config.discord || slack);
+  if (!platforms) stderr.write(`${NO_PLATFORM_HELP}\n`);
+  // Without a platform the web is the bot's face; beside platforms it runs only when asked for.
+  const web = !platforms || config.web.portSet;
 
   const logger = createLogger({ level: config.logLevel, secrets: config.secrets });
   const stop = stopRequested(deps.signal);
@@ -184,6 +179,8 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     const conversations = createKeyv(config.store, 'conversations', { onError: storeErrors });
     const handled = createKeyv(config.store, 'handled', { onError: storeErrors });
     stores.push(conversations, handled);
+    const webThreads = web ? createKeyv(config.store, 'web-threads', { onError: storeErrors }) : undefined;
+    if (webThreads) stores.push(webThreads);
     core = new ChatCore({
       engine,
       conversations,
@@ -203,6 +200,17 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
           logger: logger.child('slack'),
         }),
       );
+    }
+    if (webThreads) {
+      const running = await startWebAdapter({
+        core,
+        engine,
+        config: config.web,
+        threads: webThreads,
+        logger: logger.child('web'),
+      });
+      adapters.push(running);
+      stdout.write(`Web playground and API: ${running.url} (OpenAI-compatible: ${running.url}v1)\n`);
     }
     let localDone: Promise<unknown> = new Promise(() => {});
     if (local) {

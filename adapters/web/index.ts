@@ -1,0 +1,1 @@
+export { type RunningWebAdapter, startWebAdapter, type WebAdapterOptions } from './server.js';
