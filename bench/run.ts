@@ -180,13 +180,17 @@ if (!values['skip-kernels']) {
     const config = resolveBlip2Config(manifest.source.config);
     const block = manifest.quantization?.blockSize ?? 32;
     const g = manifest.graphs;
+    // OPT has one language-model graph for the prompt and the steps.
+    const lmGraph = g.decoder ?? g.opt;
+    const promptGraph = g.encoder ?? g.opt;
+    if (!g.vision || !lmGraph || !promptGraph) continue;
     const s = r.scenarios.newGreedy;
     const vGops = visionFlops(config) / (s.visionMs * 1e6);
     const eGops = encoderFlops(config, config.numQueryTokens + 11) / (s.encoderMs * 1e6);
-    const dBytes = decoderStepBytes(config, g.decoder.weights, block);
+    const dBytes = decoderStepBytes(config, lmGraph.weights, block);
     const dGBps = dBytes / (s.decodeMsPerToken * 1e6);
     const vLimit = limit(KERNEL_OF[g.vision.weights], 257);
-    const eLimit = limit(KERNEL_OF[g.encoder.weights], 43);
+    const eLimit = limit(KERNEL_OF[promptGraph.weights], 43);
     shareRows.push(
       [
         r.dtype,
@@ -198,10 +202,10 @@ if (!values['skip-kernels']) {
       ],
       [
         r.dtype,
-        'T5 encoder',
+        config.languageModel === 'opt' ? 'OPT prefill' : 'T5 encoder',
         `${(encoderFlops(config, config.numQueryTokens + 11) / 1e9).toFixed(0)} GFLOP`,
         `${eGops.toFixed(0)} GOP/s`,
-        `${eLimit.toFixed(0)} GOP/s (${KERNEL_OF[g.encoder.weights]})`,
+        `${eLimit.toFixed(0)} GOP/s (${KERNEL_OF[promptGraph.weights]})`,
         `${((100 * eGops) / eLimit).toFixed(0)}%`,
       ],
       [

@@ -63,6 +63,8 @@ export interface LinearWeights {
   n: number;
   k: number;
   bias?: Float32Array;
+  /** The checkpoint tensors this MatMul holds (e.g. a tied lm_head: the embed_tokens weight). */
+  names?: readonly string[];
 }
 
 /** `x @ W^T + b` with W as HF stores it; a MatMulNBits node when the model is quantised. */

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, stat, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolveBlip2Config } from '../model/config.js';
+import { generationTokenIds, languageModelWidth, resolveBlip2Config } from '../model/config.js';
 import { Rng } from '../util/random.js';
 import {
   hfTensorLayout,
@@ -285,7 +285,10 @@ export async function writeSyntheticCheckpoint(
   await writeFile(join(outDir, 'preprocessor_config.json'), `${JSON.stringify(preprocessor, null, 2)}\n`);
   for (const f of TOKENIZER_FILES) await copyFile(join(tokenizerDir, f), join(outDir, f));
 
-  const ctx: InitContext = { dModel: config.text.dModel, eosTokenId: config.text.eosTokenId };
+  const ctx: InitContext = {
+    dModel: languageModelWidth(config),
+    eosTokenId: generationTokenIds(config).eosTokenId,
+  };
   const tensors: TensorToWrite[] = specs.map((spec) => ({
     name: spec.name,
     dtype: 'F32',

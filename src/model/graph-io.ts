@@ -6,6 +6,8 @@
  * positions, P past decoder positions, T new decoder positions (1 per step).
  */
 
+import type { LanguageModelKind } from './config.js';
+
 export const MODEL_FORMAT = 'blip2-bot-onnx';
 export const MODEL_FORMAT_VERSION = 1;
 export const MANIFEST_FILE = 'manifest.json';
@@ -16,9 +18,16 @@ export const GRAPH_FILES = {
   encoder: 't5_encoder.onnx',
   crossKv: 't5_cross_kv.onnx',
   decoder: 't5_decoder.onnx',
+  opt: 'opt_decoder.onnx',
 } as const;
 
 export type GraphName = keyof typeof GRAPH_FILES;
+
+/** The graphs a model dir holds, per kind of language model, in the order the converter writes them. */
+export const MODEL_GRAPHS: Record<LanguageModelKind, readonly GraphName[]> = {
+  t5: ['vision', 'qformer', 'encoder', 'crossKv', 'decoder'],
+  opt: ['vision', 'qformer', 'opt'],
+};
 
 export const VISION_IO = {
   /** float32 [B, 3, H, W], normalised as preprocessor_config.json says. */
@@ -74,6 +83,32 @@ export const DECODER_IO = {
   presentValue: (layer: number) => `present.${layer}.value`,
 } as const;
 
+/**
+ * The OPT language model in one graph, for the prefill and for each cached step. Prefill: Q query embeddings and
+ * the L prompt ids, no past. Step: Q = 0, one id, the past. Positions come from the attention mask as HF computes
+ * them (`cumsum(mask) * mask - 1`, table row + 2), so left padding needs nothing else.
+ */
+export const OPT_IO = {
+  /** float32 [B, Q, hidden]; Q = 0 after the prefill or for a text-only prompt. */
+  queryEmbeds: 'query_embeds',
+  /** int64 [B, L]: new token ids (prefill: the prompt, bos 2 first). */
+  inputIds: 'input_ids',
+  /** int64 [B, P + Q + L]: 1 = attend, over past, query and new positions (HF's mask grows by one per step). */
+  attentionMask: 'attention_mask',
+  /** int64 [1]: logits are computed for this many trailing positions (1 when generating; Q + L to inspect). */
+  numLogits: 'num_logits',
+  pastKey: (layer: number) => `past.${layer}.key`,
+  pastValue: (layer: number) => `past.${layer}.value`,
+  /** float32 [B, Q + L, hidden]: HF's `inputs_embeds` (before positions are added). */
+  inputsEmbeds: 'inputs_embeds',
+  /** float32 [B, Q + L, hidden]: after the decoder's final_layer_norm. */
+  hiddenStates: 'last_hidden_state',
+  /** float32 [B, num_logits, vocab] */
+  logits: 'logits',
+  presentKey: (layer: number) => `present.${layer}.key`,
+  presentValue: (layer: number) => `present.${layer}.value`,
+} as const;
+
 /** What `convert --dtype` takes: one format for every graph, or `mixed` (fastest per graph on CPU). */
 export type WeightDtype = 'fp32' | 'int8' | 'int4' | 'mixed';
 export const WEIGHT_DTYPES: readonly WeightDtype[] = ['fp32', 'int8', 'int4', 'mixed'];
@@ -91,6 +126,7 @@ const UNIFORM = (f: WeightFormat): Record<GraphName, WeightFormat> => ({
   encoder: f,
   crossKv: f,
   decoder: f,
+  opt: f,
 });
 
 /**
@@ -108,8 +144,16 @@ export const DTYPE_FORMATS: Record<WeightDtype, Record<GraphName, WeightFormat>>
     encoder: 'int4',
     crossKv: 'int4',
     decoder: 'int4',
+    opt: 'int4',
   },
 };
+
+export interface GraphEntry {
+  file: string;
+  dataFile?: string;
+  bytes: number;
+  weights: WeightFormat;
+}
 
 /** What `convert` writes last into a model dir; its presence with `complete: true` marks a finished model. */
 export interface ModelManifest {
@@ -130,7 +174,10 @@ export interface ModelManifest {
     checksum: string;
     config: unknown;
   };
-  graphs: Record<GraphName, { file: string; dataFile?: string; bytes: number; weights: WeightFormat }>;
+  /** Absent in models converted before OPT support: FlanT5. */
+  languageModel?: LanguageModelKind;
+  /** The graphs of `MODEL_GRAPHS[languageModel]`. */
+  graphs: Partial<Record<GraphName, GraphEntry>>;
   tokenizerFiles: string[];
   preprocessorConfig?: unknown;
   stats: { tensors: number; parameters: number; bytesWritten: number; seconds: number };
