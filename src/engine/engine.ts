@@ -285,7 +285,8 @@ export class Blip2Engine implements ImageQuestionEngine {
           : {}),
       });
       timings.decodeMs = since(mark);
-      timings.decodeSteps = result.steps;
+      // OPT's first token comes from the prefill (timed as the encoder): count only the decoder runs.
+      timings.decodeSteps = config.languageModel === 'opt' ? Math.max(0, result.steps - 1) : result.steps;
       timings.totalMs = since(started) + timings.queueMs;
       // OPT ends its answers with "\n" (its eos); LAVIS strips the decoded text.
       const text = this.tokenizer.decode(result.ids);
