@@ -6,10 +6,11 @@ import { ProgressBar } from '../progress.js';
 export const CONVERT_USAGE = `Usage: blip2-bot convert --from <hf-dir> --out <model-dir> [--dtype fp32|int8|int4|mixed]
                          [--block-size 32] [--accuracy-level 4] [--force]
 
-Converts a Hugging Face BLIP-2 FlanT5 checkpoint (config.json, *.safetensors, tokenizer.json) into ONNX graphs.
+Converts a Hugging Face BLIP-2 checkpoint into ONNX graphs: FlanT5 (config.json, *.safetensors, tokenizer.json)
+or OPT (config.json, *.safetensors, vocab.json + merges.txt or tokenizer.json).
   --dtype            weight format of the large MatMuls (default fp32); int8/int4 use MatMulNBits;
                      mixed: per-channel int8 (DynamicQuantizeMatMul) for vision, Q-Former and T5 encoder,
-                     int4 MatMulNBits for the decoder (the fastest combination on CPU)
+                     int4 MatMulNBits for the decoder and for OPT (the fastest combination on CPU)
   --block-size       MatMulNBits block size along K (power of two ≥ 16; default 32, 128 with --dtype mixed)
   --accuracy-level   MatMulNBits compute: 0 default, 1 fp32, 2 fp16, 3 bf16, 4 int8 (default 4)
   --force            replace an existing converted model in --out`;
