@@ -5,14 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../../src/convert/convert.js';
 import { type LoadedTensor, readSafetensorsFile } from '../../src/convert/safetensors.js';
 import { Blip2Engine } from '../../src/engine/engine.js';
+import { generateTokens } from '../../src/engine/generation/generate.js';
+import { resolveGenerationOptions } from '../../src/engine/generation/options.js';
+import { generationTokenIds } from '../../src/model/config.js';
 import { HAS_OPT_FIXTURE, OPT_FIXTURE_DIR } from '../helpers/shared.js';
 
 interface Golden {
   prompts: Record<'prompt' | 'two_turn' | 'text_only', { text: string; input_ids: number[] }>;
-  results: Record<
-    'greedy' | 'beam3' | 'greedy_two_turn' | 'beam3_two_turn' | 'greedy_caption',
-    number[][]
-  > & { text_only: { greedy: number[] } };
+  results: Record<'greedy' | 'beam3' | 'greedy_two_turn' | 'beam3_two_turn' | 'greedy_caption', number[][]> &
+    Record<'beam3_scores' | 'beam3_two_turn_scores', number[]> & { text_only: { greedy: number[] } };
 }
 
 /** golden.json's settings: max 12 new tokens, no minimum; beams with length penalty 1, early_stopping False. */
@@ -60,6 +61,22 @@ describe.skipIf(!HAS_OPT_FIXTURE)('generation parity with HF on blip2-opt-tiny (
       }
     });
   }
+
+  it('beam scores equal HF sequences_scores: log-probs over the new tokens, the end token counted', async () => {
+    const model = engine.model;
+    const options = resolveGenerationOptions('question', BEAM3, generationTokenIds(model.config));
+    for (const [prompt, scores] of [
+      ['prompt', 'beam3_scores'],
+      ['two_turn', 'beam3_two_turn_scores'],
+    ] as const) {
+      for (let i = 0; i < 3; i++) {
+        const image = await model.queryEncode(await model.visionEncode(pixels(i).pixelValues));
+        const state = await model.encode(image.queryEmbeds, golden.prompts[prompt].input_ids);
+        const r = await generateTokens(model.decoder(state), options);
+        expect(r.score!, `${prompt} image ${i}`).toBeCloseTo(golden.results[scores][i]!, 4);
+      }
+    }
+  });
 
   it('questions and a two-turn conversation through the tokenizer and LAVIS prompts give the same ids', async () => {
     for (let i = 0; i < 3; i++) {
