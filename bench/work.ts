@@ -14,7 +14,16 @@ export function visionFlops(c: Blip2Config): number {
   return v.numLayers * (2 * S * perLayer + 4 * S * S * v.hiddenSize);
 }
 
+/** Prompt work: the T5 encoder and cross K/V, or OPT's prefill (its lm_head runs for the last row only). */
 export function encoderFlops(c: Blip2Config, tokens: number): number {
+  if (c.languageModel === 'opt') {
+    const o = c.text;
+    const perLayer = 4 * o.hiddenSize * o.hiddenSize + 2 * o.hiddenSize * o.ffnDim;
+    return (
+      o.numLayers * (2 * tokens * perLayer + 4 * tokens * tokens * o.hiddenSize) +
+      2 * o.vocabSize * o.hiddenSize
+    );
+  }
   const t = c.text;
   const inner = t.numHeads * t.dKv;
   const ffn = (t.gatedFfn ? 3 : 2) * t.dModel * t.dFf;
@@ -39,6 +48,11 @@ export function bytesPerWeight(format: WeightFormat, blockSize: number): number 
 
 /** Weight bytes one decoder step reads: every decoder Linear and lm_head (the embedding gathers one row). */
 export function decoderStepBytes(c: Blip2Config, format: WeightFormat, blockSize: number): number {
+  if (c.languageModel === 'opt') {
+    const o = c.text;
+    const perLayer = 4 * o.hiddenSize * o.hiddenSize + 2 * o.hiddenSize * o.ffnDim;
+    return (o.numLayers * perLayer + o.vocabSize * o.hiddenSize) * bytesPerWeight(format, blockSize);
+  }
   const t = c.text;
   const inner = t.numHeads * t.dKv;
   const ffn = (t.gatedFfn ? 3 : 2) * t.dModel * t.dFf;

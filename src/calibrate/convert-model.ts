@@ -27,7 +27,7 @@ import {
 import { transpose2d } from '../convert/layers.js';
 import { preprocessImage } from '../engine/preprocess.js';
 import { parsePreprocessorConfig } from '../engine/preprocess-config.js';
-import { buildPrompt } from '../engine/prompt.js';
+import { buildPrompt, promptStyleFor } from '../engine/prompt.js';
 import { loadTokenizer } from '../engine/tokenizer.js';
 import { resolveBlip2Config } from '../model/config.js';
 import { type GraphName, MANIFEST_FILE, type ModelManifest, type WeightDtype } from '../model/graph-io.js';
@@ -138,10 +138,11 @@ async function convertCalibrated(
         return { data: p.data, dims: p.dims };
       }),
     );
-    const tokenizer = await loadTokenizer(refDir);
+    const tokenizer = await loadTokenizer(refDir, config.languageModel);
     const budget = 512 - config.numQueryTokens;
+    const style = promptStyleFor(config.languageModel);
     const promptTexts = CALIBRATION_PROMPTS.map(
-      (p) => buildPrompt(p, (t) => tokenizer.countTokens(t), budget).text,
+      (p) => buildPrompt(p, (t) => tokenizer.countTokens(t), budget, style).text,
     );
     const samples: SampleInput[] = [];
     for (let image = 0; image < images.length; image++) {

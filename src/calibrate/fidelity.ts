@@ -13,6 +13,7 @@ import {
   ENCODER_IO,
   type GraphName,
   type ModelManifest,
+  OPT_IO,
   QFORMER_IO,
   VISION_IO,
 } from '../model/graph-io.js';
@@ -74,6 +75,8 @@ function graphOutputs(graph: GraphName): { stage: Stage; output: string }[] {
       return [{ stage: 'encoder', output: ENCODER_IO.hiddenStates }];
     case 'crossKv':
       return [{ stage: 'crossKv', output: '*' }];
+    case 'opt':
+      return [{ stage: 'opt', output: OPT_IO.logits }];
     default:
       return [{ stage: 'decoder', output: DECODER_IO.logits }];
   }
@@ -181,7 +184,7 @@ export async function compareWithReference(
       );
     }
     graphs[graph] = {
-      kernels: manifest.graphs[graph].kernels ?? {},
+      kernels: manifest.graphs[graph]?.kernels ?? {},
       outliers: outliers(manifest, graph),
       fp32Fallbacks: fallbacks,
       agreement: agreementRows,
@@ -189,9 +192,11 @@ export async function compareWithReference(
   }
 
   const vocab = inputs.config.text.vocabSize;
+  // The language model's teacher-forced logits: the T5 decoder's, or OPT's (same output name).
+  const lm: Stage = inputs.config.languageModel === 'opt' ? 'opt' : 'decoder';
   const samples = inputs.samples.map((s, i) => {
-    const want = reference.decoder[i]!.outputs[DECODER_IO.logits]!.data as Float32Array;
-    const got = chain.decoder[i]!.outputs[DECODER_IO.logits]!.data as Float32Array;
+    const want = reference[lm][i]!.outputs[DECODER_IO.logits]!.data as Float32Array;
+    const got = chain[lm][i]!.outputs[DECODER_IO.logits]!.data as Float32Array;
     return {
       image: inputs.calibration.images[s.image] ?? String(s.image),
       prompt: inputs.calibration.prompts[i % inputs.calibration.prompts.length] ?? '',

@@ -6,13 +6,14 @@
  */
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import type { Blip2Config } from '../model/config.js';
+import { type Blip2Config, t5Config } from '../model/config.js';
 import {
   CROSS_KV_IO,
   DECODER_IO,
   ENCODER_IO,
   GRAPH_FILES,
   type GraphName,
+  OPT_IO,
   QFORMER_IO,
   VISION_IO,
 } from '../model/graph-io.js';
@@ -110,6 +111,8 @@ export interface ModelRun {
   crossKv: { feeds: Feeds; outputs: Outputs }[];
   /** Teacher-forced over [start, ...ids]: logits at every position. */
   decoder: { feeds: Feeds; outputs: Outputs }[];
+  /** OPT: teacher-forced prefill over [query; prompt, ...ids]: logits for every new token. */
+  opt: { feeds: Feeds; outputs: Outputs }[];
   /** Greedy ids per sample (EOS ignored). */
   ids: number[][];
 }
@@ -129,12 +132,21 @@ export interface RunOptions {
   only?: ReadonlySet<GraphName>;
 }
 
+/** No past: every run here starts from the first position. */
 function emptyPast(config: Blip2Config, feeds: Feeds): void {
-  const t = config.text;
-  for (let i = 0; i < t.numDecoderLayers; i++) {
-    const empty = () => float(new Float32Array(0), [1, t.numHeads, 0, t.dKv]);
-    feeds[DECODER_IO.pastKey(i)] = empty();
-    feeds[DECODER_IO.pastValue(i)] = empty();
+  const [layers, heads, headDim, key, value] =
+    config.languageModel === 'opt'
+      ? [config.text.numLayers, config.text.numHeads, config.text.headDim, OPT_IO.pastKey, OPT_IO.pastValue]
+      : [
+          config.text.numDecoderLayers,
+          config.text.numHeads,
+          config.text.dKv,
+          DECODER_IO.pastKey,
+          DECODER_IO.pastValue,
+        ];
+  for (let i = 0; i < layers; i++) {
+    feeds[key(i)] = float(new Float32Array(0), [1, heads, 0, headDim]);
+    feeds[value(i)] = float(new Float32Array(0), [1, heads, 0, headDim]);
   }
 }
 
@@ -154,7 +166,6 @@ function argmaxLast(logits: ort.Tensor): number {
  */
 export async function runModel(dir: string, options: RunOptions): Promise<ModelRun> {
   const { config, samples } = options;
-  const t = config.text;
   const src = options.inputsFrom;
   const taps = options.onGraphTaps ? new TapStore() : undefined;
   const wanted = (g: GraphName) => !options.only || options.only.has(g);
@@ -162,7 +173,7 @@ export async function runModel(dir: string, options: RunOptions): Promise<ModelR
     if (taps && options.onGraphTaps) await options.onGraphTaps(g, taps);
     taps?.clear();
   };
-  const run: ModelRun = { vision: [], qformer: [], encoder: [], crossKv: [], decoder: [], ids: [] };
+  const run: ModelRun = { vision: [], qformer: [], encoder: [], crossKv: [], decoder: [], opt: [], ids: [] };
 
   if (wanted('vision')) {
     await withGraph(
@@ -194,6 +205,18 @@ export async function runModel(dir: string, options: RunOptions): Promise<ModelR
     );
     await finishGraph('qformer');
   } else run.qformer = src!.qformer;
+
+  if (config.languageModel === 'opt') {
+    if (wanted('opt')) {
+      await withGraph(dir, 'opt', (exec) => runOpt(exec, run, options, taps), taps);
+      await finishGraph('opt');
+    } else {
+      run.opt = src!.opt;
+      run.ids = src!.ids;
+    }
+    return run;
+  }
+  const t = t5Config(config);
 
   if (wanted('encoder')) {
     await withGraph(
@@ -275,4 +298,46 @@ export async function runModel(dir: string, options: RunOptions): Promise<ModelR
     run.ids = src!.ids;
   }
   return run;
+}
+
+/**
+ * OPT: greedy by re-running the prefill over the growing sequence (no cache, logits for the last position),
+ * then one teacher-forced prefill whose logits cover every new token.
+ */
+async function runOpt(
+  exec: (feeds: Feeds) => Promise<Outputs>,
+  run: ModelRun,
+  options: RunOptions,
+  taps: TapStore | undefined,
+): Promise<void> {
+  const { config, samples } = options;
+  const src = options.inputsFrom ?? run;
+  for (let i = 0; i < samples.length; i++) {
+    const s = samples[i]!;
+    const query = src.qformer[s.image]!.outputs[QFORMER_IO.queryEmbeds]!;
+    const prefill = (ids: number[], numLogits: number): Feeds => {
+      const total = query.dims[1]! + ids.length;
+      const feeds: Feeds = {
+        [OPT_IO.queryEmbeds]: query,
+        [OPT_IO.inputIds]: int64(ids, [1, ids.length]),
+        [OPT_IO.attentionMask]: int64(new Array<number>(total).fill(1), [1, total]),
+        [OPT_IO.numLogits]: int64([numLogits], [1]),
+      };
+      emptyPast(config, feeds);
+      return feeds;
+    };
+    const mark = taps?.mark();
+    const seq = [...s.inputIds];
+    const ids: number[] = [];
+    for (let n = 0; n < options.newTokens; n++) {
+      const next = argmaxLast((await exec(prefill(seq, 1)))[OPT_IO.logits]!);
+      ids.push(next);
+      seq.push(next);
+    }
+    if (mark) taps?.rollback(mark);
+    run.ids.push(ids);
+    const forced = options.forceIds?.[i] ?? ids;
+    const feeds = prefill([...s.inputIds, ...forced.slice(0, options.newTokens - 1)], options.newTokens);
+    run.opt.push({ feeds, outputs: await exec(feeds) });
+  }
 }

@@ -2,7 +2,7 @@
  * The fidelity report as people read it: printed at the end of `convert`/`models pull` and by `models info`.
  * Everything comes from `manifest.json`, so the report of a model converted earlier reads the same.
  */
-import type { GraphName, ModelManifest } from '../model/graph-io.js';
+import type { GraphEntry, GraphName, ModelManifest } from '../model/graph-io.js';
 import type { Kernel } from '../model/precision.js';
 
 function kernelMix(kernels: Partial<Record<Kernel, number>> | undefined): string {
@@ -19,10 +19,7 @@ export function formatReport(manifest: ModelManifest): string[] {
   const lines: string[] = [];
   const p = manifest.precision;
   lines.push(`Precision: --dtype ${manifest.dtype}${p ? `, MatMulNBits block ${p.blockSize}` : ''}`);
-  for (const [graph, g] of Object.entries(manifest.graphs) as [
-    GraphName,
-    ModelManifest['graphs'][GraphName],
-  ][]) {
+  for (const [graph, g] of Object.entries(manifest.graphs) as [GraphName, GraphEntry][]) {
     lines.push(`  ${graph.padEnd(8)} ${kernelMix(g.kernels)}`);
   }
   const policies = new Set(Object.values(p?.matmuls ?? {}).flatMap((m) => (m.policy ? [m.policy] : [])));

@@ -1,5 +1,5 @@
 /**
- * The tensors a Hugging Face `Blip2ForConditionalGeneration` checkpoint with a T5 language model holds: names
+ * The tensors a Hugging Face `Blip2ForConditionalGeneration` checkpoint (FlanT5 or OPT language model) holds: names
  * exactly as `save_pretrained` writes them and shapes derived from the resolved config. The converter checks a
  * checkpoint against it and the synthetic-checkpoint writer produces it.
  *
@@ -7,8 +7,8 @@
  * store `q_bias`/`v_bias` instead. The layout lists the current form; the converter accepts both.
  */
 
-import type { Blip2Config } from '../model/config.js';
-import { visionSequenceLength } from '../model/config.js';
+import type { Blip2Config, OptConfig, T5Config } from '../model/config.js';
+import { languageModelWidth, visionSequenceLength } from '../model/config.js';
 
 /** What a tensor is, as far as random initialisation and weight formats care. */
 export type TensorKind =
@@ -40,7 +40,7 @@ export interface TensorSpec {
   used: boolean;
   /** True when real checkpoints may or may not contain the tensor; a converter must not require it. */
   optional: boolean;
-  /** Set when the tensor is a saved copy of another one (T5's tied `embed_tokens` alias `shared`). */
+  /** Set when the tensor is a saved copy of another one (T5's tied `embed_tokens` alias `shared`, OPT's tied lm_head). */
   aliasOf?: string;
 }
 
@@ -52,26 +52,28 @@ export interface LayoutOptions {
   qformerMaxPositionEmbeddings?: number;
 }
 
-/** Every tensor of a `Blip2ForConditionalGeneration` (T5 language model) checkpoint, in module order. */
+type Add = (name: string, shape: number[], kind: TensorKind, extra?: Partial<TensorSpec>) => void;
+
+interface LayoutHelpers {
+  add: Add;
+  linear(prefix: string, out: number, inp: number, bias: boolean, extra?: Partial<TensorSpec>): void;
+  layerNorm(prefix: string, dim: number, extra?: Partial<TensorSpec>): void;
+}
+
+/** Every tensor of a `Blip2ForConditionalGeneration` checkpoint, in module order. */
 export function hfTensorLayout(config: Blip2Config, options: LayoutOptions = {}): TensorSpec[] {
   const includeOptional = options.includeOptional ?? true;
   const specs: TensorSpec[] = [];
-  const add = (name: string, shape: number[], kind: TensorKind, extra: Partial<TensorSpec> = {}): void => {
+  const add: Add = (name, shape, kind, extra = {}) => {
     const spec: TensorSpec = { name, shape, kind, used: true, optional: false, ...extra };
     if (spec.optional && !includeOptional) return;
     specs.push(spec);
   };
-  const linear = (
-    prefix: string,
-    out: number,
-    inp: number,
-    bias: boolean,
-    extra: Partial<TensorSpec> = {},
-  ): void => {
+  const linear: LayoutHelpers['linear'] = (prefix, out, inp, bias, extra = {}) => {
     add(`${prefix}.weight`, [out, inp], 'linear', extra);
     if (bias) add(`${prefix}.bias`, [out], 'bias', extra);
   };
-  const layerNorm = (prefix: string, dim: number, extra: Partial<TensorSpec> = {}): void => {
+  const layerNorm: LayoutHelpers['layerNorm'] = (prefix, dim, extra = {}) => {
     add(`${prefix}.weight`, [dim], 'norm_weight', extra);
     add(`${prefix}.bias`, [dim], 'norm_bias', extra);
   };
@@ -140,11 +142,45 @@ export function hfTensorLayout(config: Blip2Config, options: LayoutOptions = {})
     layerNorm(`${p}.output_query.LayerNorm`, H);
   }
 
-  const t = config.text;
-  add('language_projection.weight', [t.dModel, H], 'linear');
-  add('language_projection.bias', [t.dModel], 'bias');
+  const width = languageModelWidth(config);
+  add('language_projection.weight', [width, H], 'linear');
+  add('language_projection.bias', [width], 'bias');
 
-  // T5: RMSNorm scales only, no Linear biases.
+  if (config.languageModel === 'opt') optLayout(config.text, { add, linear, layerNorm });
+  else t5Layout(config.text, add);
+  return specs;
+}
+
+/** `OPTForCausalLM`: pre-LN decoder layers with biases everywhere; lm_head tied to embed_tokens by default. */
+function optLayout(t: OptConfig, { add, linear, layerNorm }: LayoutHelpers): void {
+  const p = 'language_model.model.decoder';
+  const D = t.hiddenSize;
+  add(`${p}.embed_tokens.weight`, [t.vocabSize, D], 'embedding');
+  add(`${p}.embed_positions.weight`, [t.maxPositionEmbeddings + 2, D], 'position_embedding');
+  for (let i = 0; i < t.numLayers; i++) {
+    const l = `${p}.layers.${i}`;
+    for (const proj of ['k_proj', 'v_proj', 'q_proj', 'out_proj'])
+      linear(`${l}.self_attn.${proj}`, D, D, true);
+    layerNorm(`${l}.self_attn_layer_norm`, D);
+    linear(`${l}.fc1`, t.ffnDim, D, true);
+    linear(`${l}.fc2`, D, t.ffnDim, true);
+    layerNorm(`${l}.final_layer_norm`, D);
+  }
+  layerNorm(`${p}.final_layer_norm`, D);
+  // Tied: HF's save_pretrained drops the copy, but some checkpoints keep it.
+  if (t.tieWordEmbeddings) {
+    add('language_model.lm_head.weight', [t.vocabSize, D], 'embedding', {
+      used: false,
+      optional: true,
+      aliasOf: `${p}.embed_tokens.weight`,
+    });
+  } else {
+    add('language_model.lm_head.weight', [t.vocabSize, D], 'lm_head');
+  }
+}
+
+/** T5: RMSNorm scales only, no Linear biases. */
+function t5Layout(t: T5Config, add: Add): void {
   const d = t.dModel;
   const inner = t.numHeads * t.dKv;
   const lm = 'language_model';
@@ -192,7 +228,6 @@ export function hfTensorLayout(config: Blip2Config, options: LayoutOptions = {})
   add(`${lm}.decoder.final_layer_norm.weight`, [d], 'norm_weight');
   // With tied embeddings HF saves no lm_head and projects with `shared`.
   if (!t.tieWordEmbeddings) add(`${lm}.lm_head.weight`, [t.vocabSize, d], 'lm_head');
-  return specs;
 }
 
 export function tensorElementCount(spec: Pick<TensorSpec, 'shape'>): number {

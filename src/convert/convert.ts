@@ -16,6 +16,7 @@ import {
   MANIFEST_FILE,
   MODEL_FORMAT,
   MODEL_FORMAT_VERSION,
+  MODEL_GRAPHS,
   type ModelManifest,
   WEIGHT_DTYPES,
   type WeightDtype,
@@ -28,6 +29,7 @@ import {
   type PrecisionManifest,
   policyReason,
 } from '../model/precision.js';
+import { buildOptGraph } from './graphs/opt.js';
 import { buildQFormerGraph } from './graphs/qformer.js';
 import { buildT5CrossKvGraph, buildT5DecoderGraph, buildT5EncoderGraph } from './graphs/t5.js';
 import { buildVisionGraph } from './graphs/vision.js';
@@ -38,9 +40,14 @@ import { SafetensorsCheckpoint } from './safetensors.js';
 /** Part of the model id (and so of image-cache keys): bump when converted graphs compute differently. */
 export const CONVERTER_VERSION = '2';
 
-/** Tokenizer and processor files copied from the HF dir when present (tokenizer.json is required). */
+/**
+ * Tokenizer and processor files copied from the HF dir when present: FlanT5 needs tokenizer.json; OPT's GPT-2
+ * tokenizer can also come from vocab.json + merges.txt.
+ */
 const COPIED_FILES = [
   'tokenizer.json',
+  'vocab.json',
+  'merges.txt',
   'tokenizer_config.json',
   'special_tokens_map.json',
   'spiece.model',
@@ -108,6 +115,7 @@ const BUILDERS: Record<GraphName, (ctx: LayerContext, config: Blip2Config) => Pr
   encoder: buildT5EncoderGraph,
   crossKv: buildT5CrossKvGraph,
   decoder: buildT5DecoderGraph,
+  opt: buildOptGraph,
 };
 
 const GRAPH_DOCS: Record<GraphName, string> = {
@@ -116,6 +124,7 @@ const GRAPH_DOCS: Record<GraphName, string> = {
   encoder: 'FlanT5 encoder over [query_embeds; embed(input_ids)]',
   crossKv: 'FlanT5 decoder cross-attention keys/values, once per request',
   decoder: 'FlanT5 decoder step with self-attention KV cache',
+  opt: 'OPT decoder over [query_embeds; embed(input_ids)] (prefill) or one token, with a KV cache',
 };
 
 /** Reads the model dir's manifest if the dir holds a finished model. */
@@ -243,9 +252,12 @@ export async function convertCheckpoint(
   out = resolve(out);
 
   const { raw, config } = await readSourceConfig(from);
-  if (!existsSync(join(from, 'tokenizer.json'))) {
+  const hasBpeFiles = existsSync(join(from, 'vocab.json')) && existsSync(join(from, 'merges.txt'));
+  if (!existsSync(join(from, 'tokenizer.json')) && !(config.languageModel === 'opt' && hasBpeFiles)) {
     throw new ConvertError(
-      `no tokenizer.json in ${from}: the engine needs the Hugging Face fast tokenizer file`,
+      config.languageModel === 'opt'
+        ? `no tokenizer.json, nor vocab.json and merges.txt, in ${from}: the engine needs the OPT tokenizer files`
+        : `no tokenizer.json in ${from}: the engine needs the Hugging Face fast tokenizer file`,
     );
   }
   await checkOutDir(out, options.force ?? false);
@@ -264,7 +276,7 @@ export async function convertCheckpoint(
     const graphs = {} as ModelManifest['graphs'];
     const matmuls: Record<string, MatMulPrecision> = {};
     let bytesWritten = 0;
-    for (const name of Object.keys(GRAPH_FILES) as GraphName[]) {
+    for (const name of MODEL_GRAPHS[config.languageModel]) {
       current = name;
       const file = GRAPH_FILES[name];
       const builder = new GraphBuilder(name, join(work, `${file}.data`));
@@ -335,6 +347,7 @@ export async function convertCheckpoint(
       converterVersion: CONVERTER_VERSION,
       modelId,
       dtype,
+      languageModel: config.languageModel,
       ...(dtype !== 'fp32' ? { quantization: { blockSize, accuracyLevel } } : {}),
       precision: {
         dtype,

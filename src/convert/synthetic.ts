@@ -13,7 +13,12 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolveBlip2Config } from '../model/config.js';
+import {
+  generationTokenIds,
+  type LanguageModelKind,
+  languageModelWidth,
+  resolveBlip2Config,
+} from '../model/config.js';
 import { ensureFreeSpace, InsufficientDiskSpaceError } from '../util/disk-space.js';
 import { Rng } from '../util/random.js';
 import {
@@ -38,6 +43,16 @@ export const TOKENIZER_FILES = [
   'special_tokens_map.json',
 ] as const;
 
+/** OPT's GPT-2 tokenizer files, as HF's slow GPT2Tokenizer reads them. */
+export const OPT_TOKENIZER_FILES = [
+  'vocab.json',
+  'merges.txt',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+] as const;
+
+/** How the synthetic weights are stored: float32, or bfloat16 (half the disk, what real checkpoints often use). */
+export type SyntheticDtype = 'F32' | 'BF16';
 /** Elements generated per chunk: bounds memory for tensors like a 263 MB lm_head. */
 const CHUNK_ELEMENTS = 1 << 22;
 
@@ -119,16 +134,21 @@ export function defaultPreprocessorConfig(imageSize = 224): Record<string, unkno
   };
 }
 
-/** The FlanT5 tokenizer bundled in the repository (`assets/flan-t5-tokenizer`), from `src/` or `dist/src/`. */
-export function bundledTokenizerDir(): string {
+/**
+ * A tokenizer bundled in the repository, from `src/` or `dist/src/`: FlanT5's (`assets/flan-t5-tokenizer`) or
+ * OPT's (`assets/opt-tokenizer`).
+ */
+export function bundledTokenizerDir(kind: LanguageModelKind = 't5'): string {
+  const name = kind === 'opt' ? 'opt-tokenizer' : 'flan-t5-tokenizer';
+  const probe = kind === 'opt' ? 'vocab.json' : 'tokenizer.json';
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, 'assets', 'flan-t5-tokenizer');
-    if (existsSync(join(candidate, 'tokenizer.json'))) return candidate;
+    const candidate = join(dir, 'assets', name);
+    if (existsSync(join(candidate, probe))) return candidate;
     dir = dirname(dir);
   }
   throw new Error(
-    'the bundled FlanT5 tokenizer (assets/flan-t5-tokenizer) is missing from this installation',
+    `the bundled ${kind === 'opt' ? 'OPT' : 'FlanT5'} tokenizer (assets/${name}) is missing from this installation`,
   );
 }
 
@@ -219,8 +239,13 @@ export interface SyntheticCheckpointOptions {
   includeUnused?: boolean;
   /** Written as `preprocessor_config.json` instead of the BLIP-2 defaults. */
   preprocessorConfig?: unknown;
-  /** Where to copy tokenizer.json, tokenizer_config.json and special_tokens_map.json from. */
+  /**
+   * Where to copy the tokenizer files from (FlanT5: tokenizer.json, tokenizer_config.json,
+   * special_tokens_map.json; OPT: vocab.json, merges.txt and the same two); default: the bundled one.
+   */
   tokenizerDir?: string;
+  /** Default F32. */
+  dtype?: SyntheticDtype;
 }
 
 export interface SyntheticCheckpointResult {
@@ -247,14 +272,16 @@ export async function writeSyntheticCheckpoint(
   const config = resolveBlip2Config(options.config);
   const specs = hfTensorLayout(config, { includeOptional: options.includeUnused ?? false });
   const metadata = { format: 'pt', generator: 'blip2-bot synthetic checkpoint', seed: String(seed) };
+  const dtype = options.dtype ?? 'F32';
   const modelBytes = safetensorsFileSize(
-    specs.map((s) => ({ name: s.name, dtype: 'F32' as const, shape: s.shape })),
+    specs.map((s) => ({ name: s.name, dtype, shape: s.shape })),
     metadata,
   );
 
-  const tokenizerDir = options.tokenizerDir ?? bundledTokenizerDir();
+  const tokenizerDir = options.tokenizerDir ?? bundledTokenizerDir(config.languageModel);
+  const tokenizerFiles = config.languageModel === 'opt' ? OPT_TOKENIZER_FILES : TOKENIZER_FILES;
   let tokenizerBytes = 0;
-  for (const f of TOKENIZER_FILES) tokenizerBytes += (await stat(join(tokenizerDir, f))).size;
+  for (const f of tokenizerFiles) tokenizerBytes += (await stat(join(tokenizerDir, f))).size;
 
   await mkdir(outDir, { recursive: true });
   const needed = modelBytes + tokenizerBytes + 1024 * 1024;
@@ -266,12 +293,15 @@ export async function writeSyntheticCheckpoint(
   await writeFile(join(outDir, 'config.json'), `${JSON.stringify(options.config, null, 2)}\n`);
   const preprocessor = options.preprocessorConfig ?? defaultPreprocessorConfig(config.vision.imageSize);
   await writeFile(join(outDir, 'preprocessor_config.json'), `${JSON.stringify(preprocessor, null, 2)}\n`);
-  for (const f of TOKENIZER_FILES) await copyFile(join(tokenizerDir, f), join(outDir, f));
+  for (const f of tokenizerFiles) await copyFile(join(tokenizerDir, f), join(outDir, f));
 
-  const ctx: InitContext = { dModel: config.text.dModel, eosTokenId: config.text.eosTokenId };
+  const ctx: InitContext = {
+    dModel: languageModelWidth(config),
+    eosTokenId: generationTokenIds(config).eosTokenId,
+  };
   const tensors: TensorToWrite[] = specs.map((spec) => ({
     name: spec.name,
-    dtype: 'F32',
+    dtype,
     shape: spec.shape,
     data: () => syntheticTensorChunks(spec, seed, ctx),
   }));

@@ -60,8 +60,10 @@ export interface Timings {
   preprocessMs: number;
   visionMs: number;
   qformerMs: number;
+  /** The prompt: FlanT5's encoder and cross K/V, or OPT's prefill (which also yields the first token's logits). */
   encoderMs: number;
   decodeMs: number;
+  /** Decoder graph runs. */
   decodeSteps: number;
   totalMs: number;
 }

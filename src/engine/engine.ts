@@ -3,6 +3,7 @@
  * model sessions, the tokenizer, the per-image cache of query embeddings and the one-at-a-time inference queue.
  */
 import type Keyv from 'keyv';
+import { generationTokenIds } from '../model/config.js';
 import { closeKeyv, createKeyv, type StoreOptions } from '../storage/keyv-store.js';
 import type {
   EncodeImageResult,
@@ -24,7 +25,7 @@ import {
   preprocessCacheTag,
   preprocessImage,
 } from './preprocess.js';
-import { buildPrompt } from './prompt.js';
+import { buildPrompt, promptStyleFor } from './prompt.js';
 import { InferenceQueue } from './queue.js';
 import { type Blip2Tokenizer, loadTokenizer } from './tokenizer.js';
 
@@ -45,7 +46,10 @@ export interface EngineOptions extends ModelLoadOptions {
   /** Default per-request limit, waiting included (default 120 s; 0 = none). */
   requestTimeoutMs?: number;
   preprocess?: PreprocessOptions;
-  /** Encoder budget in tokens, query tokens included (default 512, FlanT5's trained length). */
+  /**
+   * Prompt budget in tokens, query tokens included (FlanT5 default 512, its trained length; OPT: its position
+   * table, max_position_embeddings, less the tokens the request may generate).
+   */
   encoderBudget?: number;
   logger?: EngineLogger;
 }
@@ -93,7 +97,7 @@ export class Blip2Engine implements ImageQuestionEngine {
   static async load(modelDir: string, options: EngineOptions = {}): Promise<Blip2Engine> {
     const model = await Blip2Model.load(modelDir, options);
     try {
-      const tokenizer = await loadTokenizer(modelDir);
+      const tokenizer = await loadTokenizer(modelDir, model.config.languageModel);
       const preprocessorConfig = parsePreprocessorConfig(await model.preprocessorConfig());
       const store: StoreOptions = options.store ?? { kind: 'sqlite', dataDir: options.dataDir ?? 'data' };
       const keyv = createKeyv(store, 'images', {
@@ -188,11 +192,13 @@ export class Blip2Engine implements ImageQuestionEngine {
     queryTokens: number,
   ): { ids: number[]; task: Task; droppedTurns: number } {
     const requested: Task = request.task ?? (request.question !== undefined ? 'question' : 'caption');
+    const config = this.model.config;
     if (request.inputIds) {
       if (request.inputIds.length === 0) throw new InputError('The prompt is empty.');
       return { ids: [...request.inputIds], task: requested, droppedTurns: 0 };
     }
-    const budget = (this.options.encoderBudget ?? DEFAULT_ENCODER_BUDGET) - queryTokens;
+    const style = promptStyleFor(config.languageModel);
+    const budget = this.promptBudget(request, queryTokens);
     const built = buildPrompt(
       {
         task: requested,
@@ -202,8 +208,28 @@ export class Blip2Engine implements ImageQuestionEngine {
       },
       (text) => this.tokenizer.countTokens(text),
       budget,
+      style,
     );
     return { ids: this.tokenizer.encode(built.text), task: built.task, droppedTurns: built.droppedTurns };
+  }
+
+  /** Tokens the prompt text may take. OPT's prompt and answer share one position table. */
+  private promptBudget(request: GenerateRequest, queryTokens: number): number {
+    const config = this.model.config;
+    if (config.languageModel !== 'opt') {
+      return (this.options.encoderBudget ?? DEFAULT_ENCODER_BUDGET) - queryTokens;
+    }
+    const positions = config.text.maxPositionEmbeddings;
+    const task: Task =
+      request.prompt !== undefined
+        ? 'caption'
+        : (request.task ?? (request.question !== undefined ? 'question' : 'caption'));
+    const answer = resolveGenerationOptions(
+      task,
+      request.options ?? {},
+      generationTokenIds(config),
+    ).maxNewTokens;
+    return Math.min(this.options.encoderBudget ?? positions, positions - answer) - queryTokens;
   }
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {
@@ -236,12 +262,16 @@ export class Blip2Engine implements ImageQuestionEngine {
       signal.throwIfAborted();
 
       const { ids: inputIds, task, droppedTurns } = this.promptIds(request, embeds?.dims[1] ?? 0);
-      const t = this.model.config.text;
-      const options = resolveGenerationOptions(task, request.options ?? {}, {
-        decoderStartTokenId: t.decoderStartTokenId,
-        eosTokenId: t.eosTokenId,
-        padTokenId: t.padTokenId,
-      });
+      const config = this.model.config;
+      const options = resolveGenerationOptions(task, request.options ?? {}, generationTokenIds(config));
+      if (
+        config.languageModel === 'opt' &&
+        (embeds?.dims[1] ?? 0) + inputIds.length + options.maxNewTokens > config.text.maxPositionEmbeddings
+      ) {
+        throw new InputError(
+          `The prompt and answer do not fit this model: at most ${config.text.maxPositionEmbeddings} positions, image included. Please shorten the prompt or ask for fewer new tokens.`,
+        );
+      }
 
       let mark = performance.now();
       const state = await this.model.encode(embeds, inputIds);
@@ -260,10 +290,13 @@ export class Blip2Engine implements ImageQuestionEngine {
           : {}),
       });
       timings.decodeMs = since(mark);
-      timings.decodeSteps = result.steps;
+      // OPT's first token comes from the prefill (timed as the encoder): count only the decoder runs.
+      timings.decodeSteps = config.languageModel === 'opt' ? Math.max(0, result.steps - 1) : result.steps;
       timings.totalMs = since(started) + timings.queueMs;
+      // OPT ends its answers with "\n" (its eos); LAVIS strips the decoded text.
+      const text = this.tokenizer.decode(result.ids);
       return {
-        text: this.tokenizer.decode(result.ids),
+        text: config.languageModel === 'opt' ? text.trim() : text,
         ids: result.ids,
         timings,
         imageCached,

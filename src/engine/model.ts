@@ -1,12 +1,19 @@
 /**
  * The converted model's steps as small named methods over onnxruntime sessions: pixels → image embeddings →
- * query embeddings → encoder states → cross K/V → decoder steps. No queue, cache or prompt logic here.
+ * query embeddings → the prompt (FlanT5: encoder states and cross K/V; OPT: the prefill with its KV cache) →
+ * decoder steps. No queue, cache or prompt logic here.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { readManifest } from '../convert/convert.js';
-import { type Blip2Config, resolveBlip2Config } from '../model/config.js';
+import {
+  type Blip2Config,
+  languageModelWidth,
+  type OptConfig,
+  resolveBlip2Config,
+  t5Config,
+} from '../model/config.js';
 import {
   CROSS_KV_IO,
   DECODER_IO,
@@ -14,7 +21,9 @@ import {
   GRAPH_FILES,
   type GraphName,
   MANIFEST_FILE,
+  MODEL_GRAPHS,
   type ModelManifest,
+  OPT_IO,
   QFORMER_IO,
   VISION_IO,
 } from '../model/graph-io.js';
@@ -53,22 +62,50 @@ function toFloat(value: ort.Tensor | undefined, name: string): FloatTensor {
   return { data: value.data as Float32Array, dims: [...value.dims] };
 }
 
-/** Cross-attention K/V of every decoder layer plus the encoder mask, computed once per request. */
-export interface EncoderState {
+/** FlanT5: cross-attention K/V of every decoder layer plus the encoder mask, computed once per request. */
+export interface T5EncoderState {
+  kind: 't5';
   hidden: FloatTensor;
   mask: number[];
   cross: ort.Tensor[];
 }
 
+/** OPT: the prefill's KV cache, its mask and the logits of its last position (the first generation step). */
+export interface OptPrefillState {
+  kind: 'opt';
+  mask: number[];
+  past: ort.Tensor[];
+  logits: Float32Array;
+}
+
+/** What the prompt leaves for the decoding loop, per kind of language model. */
+export type EncoderState = T5EncoderState | OptPrefillState;
+
+/** Every output of one OPT prefill, for `inspect` and parity checks. */
+export interface OptForward {
+  inputsEmbeds: FloatTensor;
+  hidden: FloatTensor;
+  /** [1, numLogits, vocab] */
+  logits: FloatTensor;
+  past: ort.Tensor[];
+}
+
 export class Blip2Model {
   /** Session runs per graph since load; tests use them to prove the cache skips vision and Q-Former. */
-  readonly runs: Record<GraphName, number> = { vision: 0, qformer: 0, encoder: 0, crossKv: 0, decoder: 0 };
+  readonly runs: Record<GraphName, number> = {
+    vision: 0,
+    qformer: 0,
+    encoder: 0,
+    crossKv: 0,
+    decoder: 0,
+    opt: 0,
+  };
 
   private constructor(
     readonly dir: string,
     readonly manifest: ModelManifest,
     readonly config: Blip2Config,
-    private readonly sessions: Record<GraphName, ort.InferenceSession>,
+    private readonly sessions: Partial<Record<GraphName, ort.InferenceSession>>,
   ) {}
 
   static async load(dir: string, options: ModelLoadOptions = {}): Promise<Blip2Model> {
@@ -79,6 +116,11 @@ export class Blip2Model {
       );
     }
     const config = resolveBlip2Config(manifest.source.config);
+    if ((manifest.languageModel ?? 't5') !== config.languageModel) {
+      throw new ModelLoadError(
+        `${dir}: manifest.json says ${manifest.languageModel ?? 't5'} but its config is ${config.languageModel}; convert the model again`,
+      );
+    }
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
       // Without the arena, freed activations go back to the system: 0.1–0.2 GB lower peak RSS at full size, and
@@ -87,8 +129,8 @@ export class Blip2Model {
       executionMode: 'sequential',
       ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
     };
-    const sessions = {} as Record<GraphName, ort.InferenceSession>;
-    for (const name of Object.keys(GRAPH_FILES) as GraphName[]) {
+    const sessions: Partial<Record<GraphName, ort.InferenceSession>> = {};
+    for (const name of MODEL_GRAPHS[config.languageModel]) {
       const file = join(dir, manifest.graphs[name]?.file ?? GRAPH_FILES[name]);
       const profiling = options.profileDir
         ? { enableProfiling: true, profileFilePrefix: join(options.profileDir, `${name}_`) }
@@ -124,8 +166,10 @@ export class Blip2Model {
     name: GraphName,
     feeds: Record<string, ort.Tensor>,
   ): Promise<ort.InferenceSession.ReturnType> {
+    const session = this.sessions[name];
+    if (!session) throw new Error(`this ${this.config.languageModel} model has no ${name} graph`);
     this.runs[name]++;
-    return this.sessions[name].run(feeds);
+    return session.run(feeds);
   }
 
   /** pixel_values [1,3,H,W] → HF `vision_model(...).last_hidden_state`. */
@@ -134,7 +178,7 @@ export class Blip2Model {
     return toFloat(out[VISION_IO.imageEmbeds], VISION_IO.imageEmbeds);
   }
 
-  /** image embeddings → Q-Former output and its projection into T5 space. */
+  /** image embeddings → Q-Former output and its projection into the language model's embedding space. */
   async queryEncode(
     imageEmbeds: FloatTensor,
   ): Promise<{ qformerOutput: FloatTensor; queryEmbeds: FloatTensor }> {
@@ -145,9 +189,18 @@ export class Blip2Model {
     };
   }
 
-  /** Runs the T5 encoder over [query embeddings; prompt] and computes the decoder's cross K/V once. */
+  /**
+   * The prompt, once per request: FlanT5 runs its encoder over [query embeddings; prompt] and the decoder's cross
+   * K/V; OPT runs its prefill over the same sequence and keeps the KV cache and the last position's logits.
+   */
   async encode(queryEmbeds: FloatTensor | undefined, inputIds: readonly number[]): Promise<EncoderState> {
-    const d = this.config.text.dModel;
+    if (this.config.languageModel === 'opt') {
+      const query = queryEmbeds?.dims[1] ?? 0;
+      const mask = new Array<number>(query + inputIds.length).fill(1);
+      const out = await this.optForward(queryEmbeds, inputIds, 1);
+      return { kind: 'opt', mask, past: out.past, logits: out.logits.data };
+    }
+    const d = languageModelWidth(this.config);
     const query = queryEmbeds ?? { data: new Float32Array(0), dims: [1, 0, d] };
     const total = (query.dims[1] ?? 0) + inputIds.length;
     const mask = new Array<number>(total).fill(1);
@@ -159,15 +212,56 @@ export class Blip2Model {
     const hidden = toFloat(out[ENCODER_IO.hiddenStates], ENCODER_IO.hiddenStates);
     const kv = await this.run('crossKv', { [CROSS_KV_IO.hiddenStates]: floatTensor(hidden) });
     const cross: ort.Tensor[] = [];
-    for (let i = 0; i < this.config.text.numDecoderLayers; i++) {
+    for (let i = 0; i < t5Config(this.config).numDecoderLayers; i++) {
       cross.push(kv[CROSS_KV_IO.key(i)]!, kv[CROSS_KV_IO.value(i)]!);
     }
-    return { hidden, mask, cross };
+    return { kind: 't5', hidden, mask, cross };
+  }
+
+  /** OPT over [query embeddings; embed(ids)] with no past (one row, no padding), logits for the last `numLogits`. */
+  async optForward(
+    queryEmbeds: FloatTensor | undefined,
+    inputIds: readonly number[],
+    numLogits: number,
+  ): Promise<OptForward> {
+    const t = this.optConfig();
+    const query = queryEmbeds ?? { data: new Float32Array(0), dims: [1, 0, t.hiddenSize] };
+    const total = (query.dims[1] ?? 0) + inputIds.length;
+    const feeds: Record<string, ort.Tensor> = {
+      [OPT_IO.queryEmbeds]: floatTensor(query),
+      [OPT_IO.inputIds]: int64Tensor(inputIds, [1, inputIds.length]),
+      [OPT_IO.attentionMask]: int64Tensor(new Array<number>(total).fill(1), [1, total]),
+      [OPT_IO.numLogits]: int64Tensor([numLogits], [1]),
+    };
+    const empty = new ort.Tensor('float32', new Float32Array(0), [1, t.numHeads, 0, t.headDim]);
+    for (let i = 0; i < t.numLayers; i++) {
+      feeds[OPT_IO.pastKey(i)] = empty;
+      feeds[OPT_IO.pastValue(i)] = empty;
+    }
+    const out = await this.run('opt', feeds);
+    const past: ort.Tensor[] = [];
+    for (let i = 0; i < t.numLayers; i++) past.push(out[OPT_IO.presentKey(i)]!, out[OPT_IO.presentValue(i)]!);
+    return {
+      inputsEmbeds: toFloat(out[OPT_IO.inputsEmbeds], OPT_IO.inputsEmbeds),
+      hidden: toFloat(out[OPT_IO.hiddenStates], OPT_IO.hiddenStates),
+      logits: toFloat(out[OPT_IO.logits], OPT_IO.logits),
+      past,
+    };
+  }
+
+  private optConfig(): OptConfig {
+    if (this.config.languageModel !== 'opt') throw new Error('not an OPT model');
+    return this.config.text;
   }
 
   /** A decoder with its own KV cache for one request. */
   decoder(state: EncoderState): DecoderStepper {
-    return new OrtDecoderStepper(this, state);
+    return state.kind === 'opt' ? new OptDecoderStepper(this, state) : new OrtDecoderStepper(this, state);
+  }
+
+  /** @internal used by the OPT stepper */
+  runOpt(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
+    return this.run('opt', feeds);
   }
 
   /** @internal used by the stepper */
@@ -177,11 +271,11 @@ export class Blip2Model {
 
   /** Flushes onnxruntime profiles (when loaded with `profileDir`). */
   endProfiling(): void {
-    for (const s of Object.values(this.sessions)) s.endProfiling();
+    for (const s of Object.values(this.sessions)) s?.endProfiling();
   }
 
   async release(): Promise<void> {
-    for (const s of Object.values(this.sessions)) await s.release();
+    for (const s of Object.values(this.sessions)) await s?.release();
   }
 }
 
@@ -219,9 +313,9 @@ class OrtDecoderStepper implements DecoderStepper {
 
   constructor(
     private readonly model: Blip2Model,
-    private readonly state: EncoderState,
+    private readonly state: T5EncoderState,
   ) {
-    const t = model.config.text;
+    const t = t5Config(model.config);
     this.vocabSize = t.vocabSize;
     this.layers = t.numDecoderLayers;
     const empty = () => new ort.Tensor('float32', new Float32Array(0), [1, t.numHeads, 0, t.dKv]);
@@ -275,5 +369,86 @@ class OrtDecoderStepper implements DecoderStepper {
       this.past[2 * i + 1] = out[DECODER_IO.presentValue(i)]!;
     }
     return out[DECODER_IO.logits]!.data as Float32Array;
+  }
+}
+
+/**
+ * OPT decoding with a KV cache. The first step returns the prefill's logits (its token is the bos HF prepends to
+ * the output, never fed); each later step feeds the newest token of every row with the mask grown by one, so
+ * positions continue from the mask as in HF. Past K/V are gathered when beams reorder.
+ */
+class OptDecoderStepper implements DecoderStepper {
+  readonly vocabSize: number;
+  private rows = 1;
+  private past: ort.Tensor[];
+  private readonly mask: number[];
+  private first = true;
+  private pendingRows: readonly number[] | undefined;
+  private readonly t: OptConfig;
+  private readonly noQuery: Map<number, ort.Tensor> = new Map();
+
+  private readonly prefillLogits: Float32Array;
+
+  constructor(
+    private readonly model: Blip2Model,
+    state: OptPrefillState,
+  ) {
+    if (model.config.languageModel !== 'opt') throw new Error('not an OPT model');
+    this.t = model.config.text;
+    this.vocabSize = this.t.vocabSize;
+    this.prefillLogits = state.logits;
+    this.past = [...state.past];
+    this.mask = [...state.mask];
+  }
+
+  selectRows(rows: readonly number[]): void {
+    this.pendingRows = rows;
+  }
+
+  private applyRows(): void {
+    const rows = this.pendingRows;
+    this.pendingRows = undefined;
+    if (!rows || isIdentity(rows, this.rows)) return;
+    this.past = this.past.map((t) => gatherRows(t, rows));
+    this.rows = rows.length;
+  }
+
+  private emptyQuery(rows: number): ort.Tensor {
+    let t = this.noQuery.get(rows);
+    if (!t) {
+      t = new ort.Tensor('float32', new Float32Array(0), [rows, 0, this.t.hiddenSize]);
+      this.noQuery.set(rows, t);
+    }
+    return t;
+  }
+
+  async step(tokens: readonly number[]): Promise<Float32Array> {
+    this.applyRows();
+    if (tokens.length !== this.rows)
+      throw new Error(`decoder has ${this.rows} rows, got ${tokens.length} tokens`);
+    if (this.first) {
+      this.first = false;
+      return this.prefillLogits;
+    }
+    this.mask.push(1);
+    const rows = this.rows;
+    const width = this.mask.length;
+    const maskValues = new BigInt64Array(rows * width).fill(1n);
+    const feeds: Record<string, ort.Tensor> = {
+      [OPT_IO.queryEmbeds]: this.emptyQuery(rows),
+      [OPT_IO.inputIds]: int64Tensor(tokens, [rows, 1]),
+      [OPT_IO.attentionMask]: new ort.Tensor('int64', maskValues, [rows, width]),
+      [OPT_IO.numLogits]: int64Tensor([1], [1]),
+    };
+    for (let i = 0; i < this.t.numLayers; i++) {
+      feeds[OPT_IO.pastKey(i)] = this.past[2 * i]!;
+      feeds[OPT_IO.pastValue(i)] = this.past[2 * i + 1]!;
+    }
+    const out = await this.model.runOpt(feeds);
+    for (let i = 0; i < this.t.numLayers; i++) {
+      this.past[2 * i] = out[OPT_IO.presentKey(i)]!;
+      this.past[2 * i + 1] = out[OPT_IO.presentValue(i)]!;
+    }
+    return out[OPT_IO.logits]!.data as Float32Array;
   }
 }

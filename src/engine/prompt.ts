@@ -1,14 +1,32 @@
 /**
- * LAVIS prompt formats for BLIP-2 FlanT5 and fitting a conversation into the encoder's token budget.
+ * LAVIS prompt formats for BLIP-2 (FlanT5 and OPT use the same templates) and fitting a conversation into the
+ * model's token budget.
  *
- * - caption: the prompt as given ("" or a prefix such as "a photo of");
+ * - caption: the prompt as given, or the model's default prefix (FlanT5 "", OPT "a photo of", as LAVIS's OPT
+ *   caption models are prompted);
  * - question: `Question: {q} Answer:`;
  * - follow-up: each earlier turn as `Question: {q} Answer: {a}.`, joined by spaces, then ` Question: {q} Answer:`
  *   (LAVIS's multi-turn template).
  */
 
+import type { LanguageModelKind } from '../model/config.js';
 import type { Task, Turn } from './api.js';
 import { InputError } from './errors.js';
+
+/** What differs between the model kinds' prompts. */
+export interface PromptStyle {
+  /** Used when a caption is asked for without a prompt. */
+  captionPrompt: string;
+}
+
+export const PROMPT_STYLES: Readonly<Record<LanguageModelKind, Readonly<PromptStyle>>> = {
+  t5: { captionPrompt: '' },
+  opt: { captionPrompt: 'a photo of' },
+};
+
+export function promptStyleFor(kind: LanguageModelKind): PromptStyle {
+  return PROMPT_STYLES[kind];
+}
 
 export interface PromptRequest {
   /** Used only when neither `prompt` nor `question` is given: 'caption' (the default) or 'question'. */
@@ -42,8 +60,10 @@ export function formatQuestion(question: string, history: readonly Turn[] = []):
 /**
  * The prompt text for a request, dropping the oldest history turns until it fits.
  *
- * @param countTokens how many encoder tokens a text takes, counted as the encoder will see it (`</s>` included).
- * @param budget tokens the text may take: the encoder limit minus the query tokens (512 − 32 for BLIP-2).
+ * @param countTokens how many tokens a text takes, counted as the model will see it (`</s>` or bos included).
+ * @param budget tokens the text may take: the encoder limit minus the query tokens (512 − 32 for BLIP-2
+ *   FlanT5; OPT: its positions less the query tokens and the answer).
+ * @param style the model kind's defaults (the caption prompt).
  * @throws InputError for an empty question, both a prompt and a question, or a question/prompt that does not fit
  *   on its own.
  */
@@ -51,13 +71,14 @@ export function buildPrompt(
   request: PromptRequest,
   countTokens: (text: string) => number,
   budget: number,
+  style: PromptStyle = PROMPT_STYLES.t5,
 ): BuiltPrompt {
   const { prompt, question } = request;
   if (prompt !== undefined && question !== undefined) {
     throw new InputError('Please give either a prompt or a question, not both.');
   }
   if (prompt !== undefined || (question === undefined && (request.task ?? 'caption') === 'caption')) {
-    const text = (prompt ?? '').trim();
+    const text = (prompt ?? style.captionPrompt).trim();
     const tokens = countTokens(text);
     if (tokens > budget) throw tooLong('prompt', tokens, budget);
     return { text, task: 'caption', droppedTurns: 0 };

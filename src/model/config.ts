@@ -1,9 +1,10 @@
 /**
- * The BLIP-2 (FlanT5) hyper-parameters the converter and the engine agree on.
+ * The BLIP-2 hyper-parameters the converter and the engine agree on, for both kinds of language model: FlanT5
+ * (encoder-decoder) and OPT (decoder-only).
  *
  * HF's `save_pretrained` omits every value equal to the default sub-config, so a `config.json` alone is not
  * enough: `resolveBlip2Config` applies the same defaults transformers 4.40 does (Blip2VisionConfig,
- * Blip2QFormerConfig, T5Config) and rejects what we cannot run.
+ * Blip2QFormerConfig, T5Config, OPTConfig) and rejects what we cannot run.
  */
 
 export interface VisionConfig {
@@ -53,11 +54,69 @@ export interface T5Config {
   decoderStartTokenId: number;
 }
 
-export interface Blip2Config {
+/** `OPTForCausalLM` as BLIP-2 uses it: pre-LN blocks, learned positions with offset 2, ReLU FFN, tied lm_head. */
+export interface OptConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  ffnDim: number;
+  numLayers: number;
+  numHeads: number;
+  headDim: number;
+  /** `max_position_embeddings`; the position table has 2 more rows (OPT's offset). */
+  maxPositionEmbeddings: number;
+  /** Fixed: torch's nn.LayerNorm default, OPT has no eps setting. */
+  layerNormEps: number;
+  /** lm_head is embed_tokens (HF's default); false: the checkpoint must hold `lm_head.weight`. */
+  tieWordEmbeddings: boolean;
+  bosTokenId: number;
+  /** Where generation stops: 50118 ("\n") in the BLIP-2 OPT configs. */
+  eosTokenId: number;
+  padTokenId: number;
+}
+
+export type LanguageModelKind = 't5' | 'opt';
+
+interface Blip2Common {
   numQueryTokens: number;
   vision: VisionConfig;
   qformer: QFormerConfig;
+}
+
+export interface Blip2T5Config extends Blip2Common {
+  languageModel: 't5';
   text: T5Config;
+}
+
+export interface Blip2OptConfig extends Blip2Common {
+  languageModel: 'opt';
+  text: OptConfig;
+}
+
+export type Blip2Config = Blip2T5Config | Blip2OptConfig;
+
+/** Width of the language model's embeddings: what `language_projection` maps the Q-Former output to. */
+export function languageModelWidth(config: Blip2Config): number {
+  return config.languageModel === 'opt' ? config.text.hiddenSize : config.text.dModel;
+}
+
+/** The ids the decoding loop needs: generation starts after `decoderStartTokenId` (OPT: bos) and ends at eos. */
+export function generationTokenIds(config: Blip2Config): {
+  decoderStartTokenId: number;
+  eosTokenId: number;
+  padTokenId: number;
+} {
+  if (config.languageModel === 'opt') {
+    const o = config.text;
+    return { decoderStartTokenId: o.bosTokenId, eosTokenId: o.eosTokenId, padTokenId: o.padTokenId };
+  }
+  const t = config.text;
+  return { decoderStartTokenId: t.decoderStartTokenId, eosTokenId: t.eosTokenId, padTokenId: t.padTokenId };
+}
+
+/** The T5 part of a config, for code that exists only for FlanT5 (its graphs, its checkpoint layout). */
+export function t5Config(config: Blip2Config): T5Config {
+  if (config.languageModel !== 't5') throw new ConfigError('expected a BLIP-2 FlanT5 config');
+  return config.text;
 }
 
 export class ConfigError extends Error {
@@ -97,12 +156,6 @@ function bool(src: Json, key: string, fallback: boolean): boolean {
 
 function resolveT5(raw: Json): T5Config {
   const where = 'text_config';
-  const modelType = str(raw, 'model_type', 't5');
-  if (modelType !== 't5') {
-    throw new ConfigError(
-      `unsupported language model "${modelType}": blip2-bot converts BLIP-2 checkpoints with a T5/FlanT5 language model (e.g. Salesforce/blip2-flan-t5-xl), not OPT`,
-    );
-  }
   const proj = str(raw, 'feed_forward_proj', 'relu');
   const gated = proj.startsWith('gated-');
   const base = gated ? proj.slice('gated-'.length) : proj;
@@ -149,6 +202,52 @@ function resolveT5(raw: Json): T5Config {
   return t5;
 }
 
+/** OPTConfig's defaults (transformers 4.40) for what config.json omits; rejects the variants BLIP-2 never uses. */
+function resolveOpt(raw: Json): OptConfig {
+  const where = 'text_config';
+  const hiddenSize = int(raw, 'hidden_size', 768, where);
+  const numHeads = int(raw, 'num_attention_heads', 12, where);
+  const opt: OptConfig = {
+    vocabSize: int(raw, 'vocab_size', 50272, where),
+    hiddenSize,
+    ffnDim: int(raw, 'ffn_dim', 3072, where),
+    numLayers: int(raw, 'num_hidden_layers', 12, where),
+    numHeads,
+    headDim: numHeads > 0 ? hiddenSize / numHeads : 0,
+    maxPositionEmbeddings: int(raw, 'max_position_embeddings', 2048, where),
+    layerNormEps: 1e-5,
+    tieWordEmbeddings: bool(raw, 'tie_word_embeddings', true),
+    bosTokenId: int(raw, 'bos_token_id', 2, where),
+    eosTokenId: int(raw, 'eos_token_id', 2, where),
+    padTokenId: int(raw, 'pad_token_id', 1, where),
+  };
+  for (const key of ['vocabSize', 'hiddenSize', 'ffnDim', 'numLayers', 'numHeads'] as const) {
+    if (opt[key] === 0) throw new ConfigError(`${where}: ${key} must be positive`);
+  }
+  if (!Number.isInteger(opt.headDim))
+    throw new ConfigError(`${where}: hidden_size must divide by num_attention_heads`);
+  // opt-350m's variants (post-LN, a projected embedding, no final norm) are not BLIP-2 language models.
+  const unsupported: [string, boolean][] = [
+    ['do_layer_norm_before false (post-LN)', !bool(raw, 'do_layer_norm_before', true)],
+    ['_remove_final_layer_norm', bool(raw, '_remove_final_layer_norm', false)],
+    [
+      'word_embed_proj_dim != hidden_size (project_in/out)',
+      int(raw, 'word_embed_proj_dim', hiddenSize, where) !== hiddenSize,
+    ],
+    ['enable_bias false', !bool(raw, 'enable_bias', true)],
+    ['layer_norm_elementwise_affine false', !bool(raw, 'layer_norm_elementwise_affine', true)],
+    [
+      `activation_function "${str(raw, 'activation_function', 'relu')}"`,
+      str(raw, 'activation_function', 'relu') !== 'relu',
+    ],
+  ];
+  for (const [what, bad] of unsupported) {
+    if (bad)
+      throw new ConfigError(`${where}: OPT with ${what} is not supported (BLIP-2's OPT models use none)`);
+  }
+  return opt;
+}
+
 /** Applies transformers' defaults to a parsed BLIP-2 `config.json` and checks that we can convert it. */
 export function resolveBlip2Config(rawConfig: unknown): Blip2Config {
   const raw = obj(rawConfig, 'config.json');
@@ -161,9 +260,12 @@ export function resolveBlip2Config(rawConfig: unknown): Blip2Config {
   const v = obj(raw.vision_config, 'vision_config');
   const q = obj(raw.qformer_config, 'qformer_config');
   const textRaw = raw.text_config;
-  if (textRaw === undefined) {
+  // Blip2Config defaults text_config to OPT when it is absent.
+  const text = obj(textRaw, 'text_config');
+  const textType = str(text, 'model_type', 'opt');
+  if (textType !== 't5' && textType !== 'opt') {
     throw new ConfigError(
-      'config.json has no text_config; HF would default to OPT, which blip2-bot does not support',
+      `unsupported language model "${textType}": blip2-bot converts BLIP-2 checkpoints with a FlanT5 (t5) or OPT language model`,
     );
   }
   const vision: VisionConfig = {
@@ -188,12 +290,11 @@ export function resolveBlip2Config(rawConfig: unknown): Blip2Config {
     layerNormEps: num(q, 'layer_norm_eps', 1e-12, 'qformer_config'),
     hiddenAct: str(q, 'hidden_act', 'gelu'),
   };
-  const config: Blip2Config = {
-    numQueryTokens: int(raw, 'num_query_tokens', 32, 'config'),
-    vision,
-    qformer,
-    text: resolveT5(obj(textRaw, 'text_config')),
-  };
+  const common = { numQueryTokens: int(raw, 'num_query_tokens', 32, 'config'), vision, qformer };
+  const config: Blip2Config =
+    textType === 'opt'
+      ? { ...common, languageModel: 'opt', text: resolveOpt(text) }
+      : { ...common, languageModel: 't5', text: resolveT5(text) };
   checkConsistency(config);
   return config;
 }

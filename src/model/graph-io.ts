@@ -6,6 +6,7 @@
  * positions, P past decoder positions, T new decoder positions (1 per step).
  */
 
+import type { LanguageModelKind } from './config.js';
 import type { FidelityReport, Kernel, PrecisionManifest } from './precision.js';
 
 export const MODEL_FORMAT = 'blip2-bot-onnx';
@@ -18,9 +19,16 @@ export const GRAPH_FILES = {
   encoder: 't5_encoder.onnx',
   crossKv: 't5_cross_kv.onnx',
   decoder: 't5_decoder.onnx',
+  opt: 'opt_decoder.onnx',
 } as const;
 
 export type GraphName = keyof typeof GRAPH_FILES;
+
+/** The graphs a model dir holds, per kind of language model, in the order the converter writes them. */
+export const MODEL_GRAPHS: Record<LanguageModelKind, readonly GraphName[]> = {
+  t5: ['vision', 'qformer', 'encoder', 'crossKv', 'decoder'],
+  opt: ['vision', 'qformer', 'opt'],
+};
 
 export const VISION_IO = {
   /** float32 [B, 3, H, W], normalised as preprocessor_config.json says. */
@@ -77,6 +85,32 @@ export const DECODER_IO = {
 } as const;
 
 /**
+ * The OPT language model in one graph, for the prefill and for each cached step. Prefill: Q query embeddings and
+ * the L prompt ids, no past. Step: Q = 0, one id, the past. Positions come from the attention mask as HF computes
+ * them (`cumsum(mask) * mask - 1`, table row + 2), so left padding needs nothing else.
+ */
+export const OPT_IO = {
+  /** float32 [B, Q, hidden]; Q = 0 after the prefill or for a text-only prompt. */
+  queryEmbeds: 'query_embeds',
+  /** int64 [B, L]: new token ids (prefill: the prompt, bos 2 first). */
+  inputIds: 'input_ids',
+  /** int64 [B, P + Q + L]: 1 = attend, over past, query and new positions (HF's mask grows by one per step). */
+  attentionMask: 'attention_mask',
+  /** int64 [1]: logits are computed for this many trailing positions (1 when generating; Q + L to inspect). */
+  numLogits: 'num_logits',
+  pastKey: (layer: number) => `past.${layer}.key`,
+  pastValue: (layer: number) => `past.${layer}.value`,
+  /** float32 [B, Q + L, hidden]: HF's `inputs_embeds` (before positions are added). */
+  inputsEmbeds: 'inputs_embeds',
+  /** float32 [B, Q + L, hidden]: after the decoder's final_layer_norm. */
+  hiddenStates: 'last_hidden_state',
+  /** float32 [B, num_logits, vocab] */
+  logits: 'logits',
+  presentKey: (layer: number) => `present.${layer}.key`,
+  presentValue: (layer: number) => `present.${layer}.value`,
+} as const;
+
+/**
  * What `convert --dtype` takes: `auto` (the default: each MatMul's kernel calibrated on the user's weights,
  * src/calibrate/), one format for every graph, or `mixed` (fastest per graph on CPU).
  */
@@ -96,6 +130,7 @@ const UNIFORM = (f: WeightFormat): Record<GraphName, WeightFormat> => ({
   encoder: f,
   crossKv: f,
   decoder: f,
+  opt: f,
 });
 
 /**
@@ -113,6 +148,7 @@ export const DTYPE_FORMATS: Record<Exclude<WeightDtype, 'auto'>, Record<GraphNam
     encoder: 'int4',
     crossKv: 'int4',
     decoder: 'int4',
+    opt: 'int4',
   },
 };
 
@@ -122,6 +158,15 @@ export interface HubSource {
   revision: string;
   commit: string;
   dtype: string;
+}
+
+export interface GraphEntry {
+  file: string;
+  dataFile?: string;
+  bytes: number;
+  /** The graph's nominal format (`calibrated` under `auto`); `kernels` counts what its MatMuls really run. */
+  weights: WeightFormat | 'calibrated';
+  kernels?: Partial<Record<Kernel, number>>;
 }
 
 /** What `convert` writes last into a model dir; its presence with `complete: true` marks a finished model. */
@@ -149,17 +194,10 @@ export interface ModelManifest {
     /** Where `models pull` fetched the checkpoint: a rerun with the same repo, commit and dtype has nothing to do. */
     hub?: HubSource;
   };
-  graphs: Record<
-    GraphName,
-    {
-      file: string;
-      dataFile?: string;
-      bytes: number;
-      /** The graph's nominal format (`calibrated` under `auto`); `kernels` counts what its MatMuls really run. */
-      weights: WeightFormat | 'calibrated';
-      kernels?: Partial<Record<Kernel, number>>;
-    }
-  >;
+  /** Absent in models converted before OPT support: FlanT5. */
+  languageModel?: LanguageModelKind;
+  /** The graphs of `MODEL_GRAPHS[languageModel]`. */
+  graphs: Partial<Record<GraphName, GraphEntry>>;
   tokenizerFiles: string[];
   preprocessorConfig?: unknown;
   stats: { tensors: number; parameters: number; bytesWritten: number; seconds: number };

@@ -65,7 +65,7 @@ describe('the precision policy in every fixed format', () => {
       'language_model.decoder.block.1.layer.0.SelfAttention.v.weight',
     ]);
     expect(m['language_model.lm_head.weight']?.graph).toBe('decoder');
-    expect(manifests.mixed!.graphs.qformer.kernels).toEqual({ fp32: expect.any(Number) });
+    expect(manifests.mixed!.graphs.qformer?.kernels).toEqual({ fp32: expect.any(Number) });
   });
 
   it('refuses dtype auto without a calibrated plan, and accuracy levels other than 1 and 4', async () => {

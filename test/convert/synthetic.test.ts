@@ -399,13 +399,13 @@ describe('synthetic checkpoints', () => {
   });
 
   it('rejects a config it cannot describe before writing anything', async () => {
-    const dir = join(tmp, 'opt');
+    const dir = join(tmp, 'gpt2');
     await expect(
       writeSyntheticCheckpoint(dir, {
-        config: { model_type: 'blip-2', text_config: { model_type: 'opt' } },
+        config: { model_type: 'blip-2', text_config: { model_type: 'gpt2' } },
         seed: 0,
       }),
-    ).rejects.toThrow(/OPT/);
+    ).rejects.toThrow(/unsupported language model "gpt2"/);
     await expect(readdir(dir)).rejects.toThrow(/ENOENT/);
   });
 });

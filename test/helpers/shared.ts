@@ -21,3 +21,10 @@ if (!HAS_SHARED && !process.env.BLIP2_SHARED_NOTICE_SHOWN) {
   process.env.BLIP2_SHARED_NOTICE_SHOWN = '1';
   console.warn(`[tests] ${SHARED_SKIP_REASON}`);
 }
+
+/** The BLIP-2 OPT fixture (`NOTES-opt.md`) and the OPT tokenizer cases, checked separately: older copies lack them. */
+export const OPT_FIXTURE_DIR = join(SHARED_DIR, 'fixtures', 'blip2-opt-tiny');
+export const HAS_OPT_FIXTURE = existsSync(join(OPT_FIXTURE_DIR, 'golden.safetensors'));
+export const OPT_TOKENIZER_ASSET_DIR = join(SHARED_DIR, 'assets', 'opt-tokenizer');
+export const HAS_OPT_TOKENIZER_ASSET = existsSync(join(OPT_TOKENIZER_ASSET_DIR, 'expected.json'));
+export const OPT_SKIP_REASON = `../shared/fixtures/blip2-opt-tiny not found under ${SHARED_DIR}; skipping`;

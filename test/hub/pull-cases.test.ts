@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PullError, type PullOptions, pullModel } from '../../src/cli/commands/models-pull.js';
+import { readManifest } from '../../src/convert/convert.js';
 import { HubClient } from '../../src/hub/client.js';
 import { downloadFile } from '../../src/hub/download.js';
 import {
@@ -205,7 +206,7 @@ describe.skipIf(!HAS_SHARED)(
       expect(stderr().match(/retrying/g)).toHaveLength(4);
     });
 
-    it('refuses .bin-only and OPT repos before downloading weights', async () => {
+    it('refuses .bin-only repos before downloading weights, and pulls and converts an OPT repo', async () => {
       const { 'model.safetensors.index.json': _i, ...rest } = files;
       const binOnly = Object.fromEntries(Object.entries(rest).filter(([f]) => !SHARDS.includes(f)));
       const opt = Object.fromEntries(
@@ -217,14 +218,12 @@ describe.skipIf(!HAS_SHARED)(
       const bin = await pull({ repo: 'test-org/bin-only' }).run.catch((e: unknown) => e);
       expect(bin).toBeInstanceOf(UnsupportedCheckpointError);
       expect((bin as Error).message).toMatch(/has only PyTorch \.bin \(pickle\) weights .* --revision/);
-      const o = await pull({ repo: 'test-org/opt' }).run.catch((e: unknown) => e);
-      expect(o).toBeInstanceOf(PullError);
-      expect((o as Error).message).toMatch(
-        /test-org\/opt is not a checkpoint blip2-bot can convert: .*not OPT/,
-      );
-      expect(hub.bytesServed('vocab.json')).toBeGreaterThan(0);
-      expect(hub.bytesServed('model.safetensors')).toBe(0);
       expect(hub.bytesServed('pytorch_model.bin')).toBe(0);
+      const o = await pull({ repo: 'test-org/opt', dtype: 'int4', out: join(work, 'models', 'opt') }).run;
+      const manifest = await readManifest(o.outDir);
+      expect(manifest?.languageModel).toBe('opt');
+      expect(manifest?.tokenizerFiles).toEqual(expect.arrayContaining(['vocab.json', 'merges.txt']));
+      expect(hub.bytesServed('model.safetensors')).toBeGreaterThan(0);
     });
 
     it('follows a new commit, fetching only changed files into a kept source; refuses an out dir of another model', async () => {

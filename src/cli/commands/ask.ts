@@ -14,8 +14,9 @@ export const ASK_USAGE = `Usage: blip2-bot ask [--model <dir>] (--image <file> |
 Answers a question about an image (or captions it when no question is given).
   --model        converted model dir (default: the demo model, written on first use; answers are meaningless)
   --prompt       used verbatim, e.g. "a photo of" for a caption prefix
-  --input-ids    the full prompt as token ids, </s> included
-  --json         print { "text", "ids", "timings" }; ids are the generated ids after the decoder start token`;
+  --input-ids    the full prompt as token ids, </s> included (FlanT5: last; OPT: bos 2 first)
+  --json         print { "text", "ids", "timings" }; ids are the generated ids after the decoder start token
+                 (HF's generate output without its first id: FlanT5's 0, OPT's prepended bos 2)`;
 
 export async function askCommand(argv: string[]): Promise<number> {
   const v = parse(

@@ -6,12 +6,13 @@ import { ProgressBar } from '../progress.js';
 export const CONVERT_USAGE = `Usage: blip2-bot convert --from <hf-dir> --out <model-dir> [--dtype auto|fp32|int8|int4|mixed]
                          [--block-size 128] [--accuracy-level 4|1] [--force]
 
-Converts a Hugging Face BLIP-2 FlanT5 checkpoint (config.json, *.safetensors, tokenizer.json) into ONNX graphs.
+Converts a Hugging Face BLIP-2 checkpoint into ONNX graphs: FlanT5 (config.json, *.safetensors, tokenizer.json)
+or OPT (config.json, *.safetensors, vocab.json + merges.txt or tokenizer.json).
   --dtype            weight format of the large MatMuls (default auto):
                      auto   calibrated on your weights: runs the fp32 model on bundled photos and gives each MatMul
                             the fastest kernel whose measured error stays within bounds (prints a fidelity report)
                      mixed  per-channel int8 (DynamicQuantizeMatMul) for the vision encoder, int4 MatMulNBits for
-                            the T5 encoder, cross K/V and decoder
+                            the language model (T5 encoder, cross K/V and decoder, or OPT)
                      int8, int4  MatMulNBits everywhere; fp32  no quantisation
                      In every format the Q-Former stays fp32 and T5's feed-forward output (wo) never quantises
                      its activations (models/README.md says why).

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { readSafetensorsFile, writeSafetensors } from '../../convert/safetensors.js';
 import { Blip2Model, type FloatTensor } from '../../engine/model.js';
 import { parsePreprocessorConfig, preprocessImage } from '../../engine/preprocess.js';
+import { generationTokenIds } from '../../model/config.js';
 import { parse, parseIds, requireString, UsageError } from '../args.js';
 import { withSpinner } from '../progress.js';
 
@@ -9,13 +10,17 @@ export const INSPECT_USAGE = `Usage: blip2-bot inspect --model <model-dir> (--im
                          [--input-ids 1,2,3] --out <dump.safetensors>
 
 Runs every graph once and writes float32 tensors named as HF computes them, to compare with a PyTorch dump:
-  pixel_values, vision.last_hidden_state, qformer.last_hidden_state, language_projection,
-  t5.encoder.last_hidden_state, t5.logits.step0 (decoder input [[decoder_start_token_id]]).
+  pixel_values, vision.last_hidden_state, qformer.last_hidden_state, language_projection, then
+  FlanT5: t5.encoder.last_hidden_state, t5.logits.step0 (decoder input [[decoder_start_token_id]]);
+  OPT: opt.inputs_embeds, opt.last_hidden_state, opt.logits (every position of [queries; prompt]).
 --pixel-values takes a safetensors file with a tensor named "pixel_values" (or the first tensor) [1,3,H,W].
---input-ids is the full prompt, </s> included (default: "Question: what is in the picture? Answer:").`;
+--input-ids is the full prompt, </s> included (FlanT5 at the end, OPT's bos first; default: "Question: what is
+in the picture? Answer:").`;
 
 /** Ids of "Question: what is in the picture? Answer:" + </s> in the FlanT5 vocabulary. */
 export const DEFAULT_PROMPT_IDS = [11860, 10, 125, 19, 16, 8, 1554, 58, 11801, 10, 1];
+/** The same prompt for OPT's GPT-2 vocabulary: bos </s> first. */
+export const DEFAULT_OPT_PROMPT_IDS = [2, 45641, 35, 99, 16, 11, 5, 2170, 116, 31652, 35];
 
 /** Loads `pixel_values` [1,3,H,W] from a safetensors file. */
 export async function loadPixelValues(path: string): Promise<FloatTensor> {
@@ -60,24 +65,40 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   }
   const modelDir = requireString(v.model, '--model', INSPECT_USAGE);
   const out = requireString(v.out, '--out', INSPECT_USAGE);
-  const ids = v['input-ids'] ? parseIds(v['input-ids'], '--input-ids') : DEFAULT_PROMPT_IDS;
   const model = await withSpinner('Loading model', () => Blip2Model.load(modelDir));
   try {
+    const opt = model.config.languageModel === 'opt';
+    const ids = v['input-ids']
+      ? parseIds(v['input-ids'], '--input-ids')
+      : opt
+        ? DEFAULT_OPT_PROMPT_IDS
+        : DEFAULT_PROMPT_IDS;
     const pixels = await pixelsFromArgs(model, v.image, v['pixel-values']);
     const image = await model.visionEncode(pixels);
     const { qformerOutput, queryEmbeds } = await model.queryEncode(image);
-    const state = await model.encode(queryEmbeds, ids);
-    const decoder = model.decoder(state);
-    const start = model.config.text.decoderStartTokenId;
-    const logits = await decoder.step([start]);
     const dump: [string, FloatTensor][] = [
       ['pixel_values', pixels],
       ['vision.last_hidden_state', image],
       ['qformer.last_hidden_state', qformerOutput],
       ['language_projection', queryEmbeds],
-      ['t5.encoder.last_hidden_state', state.hidden],
-      ['t5.logits.step0', { data: logits, dims: [1, 1, model.config.text.vocabSize] }],
     ];
+    if (opt) {
+      const positions = (queryEmbeds.dims[1] ?? 0) + ids.length;
+      const out = await model.optForward(queryEmbeds, ids, positions);
+      dump.push(
+        ['opt.inputs_embeds', out.inputsEmbeds],
+        ['opt.last_hidden_state', out.hidden],
+        ['opt.logits', out.logits],
+      );
+    } else {
+      const state = await model.encode(queryEmbeds, ids);
+      if (state.kind !== 't5') throw new Error('expected a FlanT5 encoder state');
+      const logits = await model.decoder(state).step([generationTokenIds(model.config).decoderStartTokenId]);
+      dump.push(
+        ['t5.encoder.last_hidden_state', state.hidden],
+        ['t5.logits.step0', { data: logits, dims: [1, 1, model.config.text.vocabSize] }],
+      );
+    }
     await writeSafetensors(
       out,
       dump.map(([name, t]) => ({ name, dtype: 'F32' as const, shape: t.dims, data: t.data })),

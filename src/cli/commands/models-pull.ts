@@ -233,17 +233,24 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
   return { outDir, commit, upToDate: false, bytesDownloaded, converted };
 }
 
-/** Refuses before the big download what the converter would refuse after it (an OPT model, no tokenizer.json). */
+/** Refuses before the big download what the converter would refuse after it (another model, no tokenizer). */
 async function checkConvertible(repo: string, dir: string): Promise<void> {
+  let kind: string;
   try {
-    resolveBlip2Config(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')));
+    kind = resolveBlip2Config(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'))).languageModel;
   } catch (e) {
     if (e instanceof ConfigError || e instanceof SyntaxError)
       throw new PullError(`${repo} is not a checkpoint blip2-bot can convert: ${(e as Error).message}`);
     throw e;
   }
-  if (!existsSync(join(dir, 'tokenizer.json')))
-    throw new PullError(`${repo} has no tokenizer.json (the Hugging Face fast tokenizer file the bot needs)`);
+  const bpe = existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'));
+  if (!existsSync(join(dir, 'tokenizer.json')) && !(kind === 'opt' && bpe)) {
+    throw new PullError(
+      kind === 'opt'
+        ? `${repo} has neither tokenizer.json nor vocab.json and merges.txt (the OPT tokenizer files the bot needs)`
+        : `${repo} has no tokenizer.json (the Hugging Face fast tokenizer file the bot needs)`,
+    );
+  }
 }
 
 export async function modelsPullCommand(argv: string[]): Promise<number> {

@@ -9,7 +9,7 @@ import { ProgressBar, withSpinner } from '../progress.js';
 export const MODELS_USAGE = `Usage: blip2-bot models pull <repo-id> [--revision main] [--dtype auto|fp32|int8|int4|mixed]
                           [--out models/<name>] [--keep-source]
        blip2-bot models demo [--out <dir>] [--force]
-       blip2-bot models synth --config <config.json> --out <hf-dir> [--seed N]
+       blip2-bot models synth --config <config.json> --out <hf-dir> [--seed N] [--dtype fp32|bf16]
        blip2-bot models info <model-dir>
 
   pull    download a BLIP-2 checkpoint from the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN) and convert it, no Python;
@@ -17,7 +17,8 @@ export const MODELS_USAGE = `Usage: blip2-bot models pull <repo-id> [--revision 
   demo    write the seeded tiny demo model (random weights, converted with the real converter) so every command
           works on a fresh machine; its answers are meaningless. Default --out: models/demo
   synth   write a Hugging Face-format checkpoint with seeded random weights of the shapes a config.json implies
-          (e.g. the real Salesforce/blip2-flan-t5-xl config, 15.8 GB), streamed to disk, for benchmarks
+          (e.g. the real Salesforce/blip2-flan-t5-xl config, 15.8 GB, or blip2-opt-2.7b, 15.0 GB), streamed to
+          disk, for benchmarks; --dtype bf16 halves the size (default fp32)
   info    what a converted model dir holds: source, sizes, each graph's kernel mix and, for --dtype auto, the
           fidelity report written at conversion (activation outliers, agreement with fp32, warnings)`;
 
@@ -35,16 +36,26 @@ export async function modelsCommand(argv: string[]): Promise<number> {
   if (sub === 'synth') {
     const v = parse(
       rest,
-      { config: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' } },
+      {
+        config: { type: 'string' },
+        out: { type: 'string' },
+        seed: { type: 'string' },
+        dtype: { type: 'string' },
+      },
       MODELS_USAGE,
     );
     const configPath = requireString(v.config, '--config', MODELS_USAGE);
     const out = requireString(v.out, '--out', MODELS_USAGE);
     const config = JSON.parse(await readFile(configPath, 'utf8')) as unknown;
+    const dtypeName = v.dtype ?? 'fp32';
+    if (dtypeName !== 'fp32' && dtypeName !== 'bf16') {
+      throw new UsageError(`--dtype must be fp32 or bf16, got "${dtypeName}"\n\n${MODELS_USAGE}`);
+    }
     const bar = new ProgressBar();
     const r = await writeSyntheticCheckpoint(out, {
       config,
       seed: optionalInt(v.seed, '--seed') ?? 0,
+      dtype: dtypeName === 'bf16' ? 'BF16' : 'F32',
       onProgress: (p) => bar.update(p.bytesWritten / p.totalBytes, `${(p.bytesWritten / 1e9).toFixed(2)} GB`),
     });
     bar.done();

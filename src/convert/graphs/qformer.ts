@@ -3,7 +3,7 @@
  * `query_embeds [B,Q,d_model]`. BERT-style post-LN layers over the learned query tokens, with cross-attention to
  * the image every `cross_attention_frequency` layers; only the query branch of the feed-forward is used.
  */
-import type { Blip2Config } from '../../model/config.js';
+import { type Blip2Config, languageModelWidth } from '../../model/config.js';
 import { QFORMER_IO } from '../../model/graph-io.js';
 import {
   gelu,
@@ -122,7 +122,7 @@ export async function buildQFormerGraph(ctx: LayerContext, config: Blip2Config):
     );
   }
   b.output(QFORMER_IO.qformerOutput, h, TensorDataType.FLOAT, ['batch', Q, D]);
-  const dModel = config.text.dModel;
+  const dModel = languageModelWidth(config);
   const projected = await linear(ctx, '/language_projection', h, 'language_projection', dModel, D, {
     bias: true,
   });

@@ -7,7 +7,7 @@
  * block, additive masks with float32 min, gated-GELU (tanh) feed-forward, and the d_model^-0.5 rescale before
  * lm_head only when embeddings are tied.
  */
-import type { Blip2Config, T5Config } from '../../model/config.js';
+import { type Blip2Config, type T5Config, t5Config } from '../../model/config.js';
 import { CROSS_KV_IO, DECODER_IO, ENCODER_IO } from '../../model/graph-io.js';
 import { f32ToF16Bits } from '../../util/half-float.js';
 import {
@@ -226,7 +226,7 @@ async function crossAttention(
 
 export async function buildT5EncoderGraph(ctx: LayerContext, config: Blip2Config): Promise<void> {
   const { b } = ctx;
-  const t = config.text;
+  const t = t5Config(config);
   const query = b.input(ENCODER_IO.queryEmbeds, TensorDataType.FLOAT, ['batch', 'query_tokens', t.dModel]);
   const ids = b.input(ENCODER_IO.inputIds, TensorDataType.INT64, ['batch', 'prompt_tokens']);
   const mask = b.input(ENCODER_IO.attentionMask, TensorDataType.INT64, ['batch', 'encoder_tokens']);
@@ -257,7 +257,7 @@ export async function buildT5EncoderGraph(ctx: LayerContext, config: Blip2Config
 
 export async function buildT5CrossKvGraph(ctx: LayerContext, config: Blip2Config): Promise<void> {
   const { b } = ctx;
-  const t = config.text;
+  const t = t5Config(config);
   const I = inner(t);
   const enc = b.input(CROSS_KV_IO.hiddenStates, TensorDataType.FLOAT, ['batch', 'encoder_tokens', t.dModel]);
   for (let i = 0; i < t.numDecoderLayers; i++) {
@@ -283,7 +283,7 @@ export async function buildT5CrossKvGraph(ctx: LayerContext, config: Blip2Config
 
 export async function buildT5DecoderGraph(ctx: LayerContext, config: Blip2Config): Promise<void> {
   const { b } = ctx;
-  const t = config.text;
+  const t = t5Config(config);
   const ids = b.input(DECODER_IO.inputIds, TensorDataType.INT64, ['batch', 'new_tokens']);
   const encMask = b.input(DECODER_IO.encoderAttentionMask, TensorDataType.INT64, ['batch', 'encoder_tokens']);
   const past: { key: string; value: string }[] = [];
