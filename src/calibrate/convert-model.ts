@@ -30,7 +30,7 @@ import { parsePreprocessorConfig } from '../engine/preprocess-config.js';
 import { buildPrompt, promptStyleFor } from '../engine/prompt.js';
 import { loadTokenizer } from '../engine/tokenizer.js';
 import { resolveBlip2Config } from '../model/config.js';
-import { type GraphName, MANIFEST_FILE, type ModelManifest, type WeightDtype } from '../model/graph-io.js';
+import { MANIFEST_FILE, type ModelManifest, type WeightDtype } from '../model/graph-io.js';
 import {
   type CalibrationBounds,
   DEFAULT_CALIBRATION_BOUNDS,
@@ -244,5 +244,3 @@ async function moveIntoPlace(dir: string, out: string): Promise<void> {
   await rename(dir, out);
   await rm(old, { recursive: true, force: true });
 }
-
-export type { GraphName };

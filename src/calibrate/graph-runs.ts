@@ -128,8 +128,6 @@ export interface RunOptions {
   forceIds?: number[][];
   /** Gathers MatMul inputs per graph; called after each graph is done with them. */
   onGraphTaps?: (graph: GraphName, taps: TapStore) => Promise<void>;
-  /** Run only these graphs (the rest must come from `inputsFrom`). */
-  only?: ReadonlySet<GraphName>;
 }
 
 /** No past: every run here starts from the first position. */
@@ -168,135 +166,116 @@ export async function runModel(dir: string, options: RunOptions): Promise<ModelR
   const { config, samples } = options;
   const src = options.inputsFrom;
   const taps = options.onGraphTaps ? new TapStore() : undefined;
-  const wanted = (g: GraphName) => !options.only || options.only.has(g);
   const finishGraph = async (g: GraphName) => {
     if (taps && options.onGraphTaps) await options.onGraphTaps(g, taps);
     taps?.clear();
   };
   const run: ModelRun = { vision: [], qformer: [], encoder: [], crossKv: [], decoder: [], opt: [], ids: [] };
 
-  if (wanted('vision')) {
-    await withGraph(
-      dir,
-      'vision',
-      async (exec) => {
-        for (const p of options.pixels) {
-          const feeds = { [VISION_IO.pixelValues]: float(p.data, p.dims) };
-          run.vision.push({ feeds, outputs: await exec(feeds) });
-        }
-      },
-      taps,
-    );
-    await finishGraph('vision');
-  } else run.vision = src!.vision;
+  await withGraph(
+    dir,
+    'vision',
+    async (exec) => {
+      for (const p of options.pixels) {
+        const feeds = { [VISION_IO.pixelValues]: float(p.data, p.dims) };
+        run.vision.push({ feeds, outputs: await exec(feeds) });
+      }
+    },
+    taps,
+  );
+  await finishGraph('vision');
 
-  if (wanted('qformer')) {
-    await withGraph(
-      dir,
-      'qformer',
-      async (exec) => {
-        for (let i = 0; i < options.pixels.length; i++) {
-          const embeds = (src ?? run).vision[i]!.outputs[VISION_IO.imageEmbeds]!;
-          const feeds = { [QFORMER_IO.imageEmbeds]: embeds };
-          run.qformer.push({ feeds, outputs: await exec(feeds) });
-        }
-      },
-      taps,
-    );
-    await finishGraph('qformer');
-  } else run.qformer = src!.qformer;
+  await withGraph(
+    dir,
+    'qformer',
+    async (exec) => {
+      for (let i = 0; i < options.pixels.length; i++) {
+        const embeds = (src ?? run).vision[i]!.outputs[VISION_IO.imageEmbeds]!;
+        const feeds = { [QFORMER_IO.imageEmbeds]: embeds };
+        run.qformer.push({ feeds, outputs: await exec(feeds) });
+      }
+    },
+    taps,
+  );
+  await finishGraph('qformer');
 
   if (config.languageModel === 'opt') {
-    if (wanted('opt')) {
-      await withGraph(dir, 'opt', (exec) => runOpt(exec, run, options, taps), taps);
-      await finishGraph('opt');
-    } else {
-      run.opt = src!.opt;
-      run.ids = src!.ids;
-    }
+    await withGraph(dir, 'opt', (exec) => runOpt(exec, run, options, taps), taps);
+    await finishGraph('opt');
     return run;
   }
   const t = t5Config(config);
 
-  if (wanted('encoder')) {
-    await withGraph(
-      dir,
-      'encoder',
-      async (exec) => {
-        for (const s of samples) {
-          const query = (src ?? run).qformer[s.image]!.outputs[QFORMER_IO.queryEmbeds]!;
-          const total = query.dims[1]! + s.inputIds.length;
-          const feeds = {
-            [ENCODER_IO.queryEmbeds]: query,
-            [ENCODER_IO.inputIds]: int64(s.inputIds, [1, s.inputIds.length]),
-            [ENCODER_IO.attentionMask]: int64(new Array<number>(total).fill(1), [1, total]),
-          };
-          run.encoder.push({ feeds, outputs: await exec(feeds) });
-        }
-      },
-      taps,
-    );
-    await finishGraph('encoder');
-  } else run.encoder = src!.encoder;
+  await withGraph(
+    dir,
+    'encoder',
+    async (exec) => {
+      for (const s of samples) {
+        const query = (src ?? run).qformer[s.image]!.outputs[QFORMER_IO.queryEmbeds]!;
+        const total = query.dims[1]! + s.inputIds.length;
+        const feeds = {
+          [ENCODER_IO.queryEmbeds]: query,
+          [ENCODER_IO.inputIds]: int64(s.inputIds, [1, s.inputIds.length]),
+          [ENCODER_IO.attentionMask]: int64(new Array<number>(total).fill(1), [1, total]),
+        };
+        run.encoder.push({ feeds, outputs: await exec(feeds) });
+      }
+    },
+    taps,
+  );
+  await finishGraph('encoder');
 
-  if (wanted('crossKv')) {
-    await withGraph(
-      dir,
-      'crossKv',
-      async (exec) => {
-        for (let i = 0; i < samples.length; i++) {
-          const hidden = (src ?? run).encoder[i]!.outputs[ENCODER_IO.hiddenStates]!;
-          const feeds = { [CROSS_KV_IO.hiddenStates]: hidden };
-          run.crossKv.push({ feeds, outputs: await exec(feeds) });
-        }
-      },
-      taps,
-    );
-    await finishGraph('crossKv');
-  } else run.crossKv = src!.crossKv;
+  await withGraph(
+    dir,
+    'crossKv',
+    async (exec) => {
+      for (let i = 0; i < samples.length; i++) {
+        const hidden = (src ?? run).encoder[i]!.outputs[ENCODER_IO.hiddenStates]!;
+        const feeds = { [CROSS_KV_IO.hiddenStates]: hidden };
+        run.crossKv.push({ feeds, outputs: await exec(feeds) });
+      }
+    },
+    taps,
+  );
+  await finishGraph('crossKv');
 
-  if (wanted('decoder')) {
-    await withGraph(
-      dir,
-      'decoder',
-      async (exec) => {
-        for (let i = 0; i < samples.length; i++) {
-          const cross = (src ?? run).crossKv[i]!.outputs;
-          const encMask = (src ?? run).encoder[i]!.feeds[ENCODER_IO.attentionMask]!;
-          const base: Feeds = { [DECODER_IO.encoderAttentionMask]: encMask };
-          emptyPast(config, base);
-          for (let l = 0; l < t.numDecoderLayers; l++) {
-            base[DECODER_IO.crossKey(l)] = cross[CROSS_KV_IO.key(l)]!;
-            base[DECODER_IO.crossValue(l)] = cross[CROSS_KV_IO.value(l)]!;
-          }
-          const seq = [t.decoderStartTokenId];
-          const step = (ids: number[]) => ({
-            ...base,
-            [DECODER_IO.inputIds]: int64(ids, [1, ids.length]),
-          });
-          // The greedy prefix runs repeat rows the teacher-forced run below sees once: their taps are dropped.
-          const mark = taps?.mark();
-          const ids: number[] = [];
-          for (let n = 0; n < options.newTokens; n++) {
-            const out = await exec(step(seq));
-            const next = argmaxLast(out[DECODER_IO.logits]!);
-            ids.push(next);
-            seq.push(next);
-          }
-          if (mark) taps?.rollback(mark);
-          run.ids.push(ids);
-          const forced = options.forceIds?.[i] ?? ids;
-          const feeds = step([t.decoderStartTokenId, ...forced.slice(0, options.newTokens - 1)]);
-          run.decoder.push({ feeds, outputs: await exec(feeds) });
+  await withGraph(
+    dir,
+    'decoder',
+    async (exec) => {
+      for (let i = 0; i < samples.length; i++) {
+        const cross = (src ?? run).crossKv[i]!.outputs;
+        const encMask = (src ?? run).encoder[i]!.feeds[ENCODER_IO.attentionMask]!;
+        const base: Feeds = { [DECODER_IO.encoderAttentionMask]: encMask };
+        emptyPast(config, base);
+        for (let l = 0; l < t.numDecoderLayers; l++) {
+          base[DECODER_IO.crossKey(l)] = cross[CROSS_KV_IO.key(l)]!;
+          base[DECODER_IO.crossValue(l)] = cross[CROSS_KV_IO.value(l)]!;
         }
-      },
-      taps,
-    );
-    await finishGraph('decoder');
-  } else {
-    run.decoder = src!.decoder;
-    run.ids = src!.ids;
-  }
+        const seq = [t.decoderStartTokenId];
+        const step = (ids: number[]) => ({
+          ...base,
+          [DECODER_IO.inputIds]: int64(ids, [1, ids.length]),
+        });
+        // The greedy prefix runs repeat rows the teacher-forced run below sees once: their taps are dropped.
+        const mark = taps?.mark();
+        const ids: number[] = [];
+        for (let n = 0; n < options.newTokens; n++) {
+          const out = await exec(step(seq));
+          const next = argmaxLast(out[DECODER_IO.logits]!);
+          ids.push(next);
+          seq.push(next);
+        }
+        if (mark) taps?.rollback(mark);
+        run.ids.push(ids);
+        const forced = options.forceIds?.[i] ?? ids;
+        const feeds = step([t.decoderStartTokenId, ...forced.slice(0, options.newTokens - 1)]);
+        run.decoder.push({ feeds, outputs: await exec(feeds) });
+      }
+    },
+    taps,
+  );
+  await finishGraph('decoder');
   return run;
 }
 

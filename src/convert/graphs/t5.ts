@@ -346,7 +346,12 @@ export async function buildT5DecoderGraph(ctx: LayerContext, config: Blip2Config
   if (t.tieWordEmbeddings) {
     out = b.op('/decoder/tied_rescale/Mul', 'Mul', [out, b.float([t.dModel ** -0.5])]);
     const shared = await ctx.weights.read(`${LM}.shared.weight`, [t.vocabSize, t.dModel]);
-    logits = linearFromData(ctx, '/lm_head', out, { weight: shared, n: t.vocabSize, k: t.dModel });
+    logits = linearFromData(ctx, '/lm_head', out, {
+      weight: shared,
+      n: t.vocabSize,
+      k: t.dModel,
+      names: [`${LM}.shared.weight`],
+    });
   } else {
     logits = await linear(ctx, '/lm_head', out, `${LM}.lm_head`, t.vocabSize, t.dModel);
   }
