@@ -29,7 +29,7 @@ export function formatReport(manifest: ModelManifest): string[] {
 
   if (p?.bounds) {
     lines.push(
-      `Calibration: ${f.calibration.samples} prompts over ${f.calibration.images.length} photos in ${f.calibration.seconds.toFixed(0)} s; bounds: activation error ≤ ${(100 * p.bounds.activation).toFixed(1)}%, weight error ≤ ${(100 * p.bounds.weight[4]).toFixed(0)}% (4-bit) / ${(100 * p.bounds.weight[8]).toFixed(0)}% (8-bit)`,
+      `Calibration: ${f.calibration.samples} prompts over ${f.calibration.images.length} photos (reference, measurements and calibrated conversion took ${f.calibration.seconds.toFixed(0)} s); bounds: activation error ≤ ${(100 * p.bounds.activation).toFixed(1)}%, weight error ≤ ${(100 * p.bounds.weight[4]).toFixed(0)}% (4-bit) / ${(100 * p.bounds.weight[8]).toFixed(0)}% (8-bit)`,
     );
   }
   lines.push('Activation outliers (MatMul input max|x| / median|x|, largest per graph):');
