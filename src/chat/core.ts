@@ -6,6 +6,7 @@ import type Keyv from 'keyv';
 import { type Logger, silentLogger } from '../config/logger.js';
 import type { GenerateResult, ImageQuestionEngine } from '../engine/api.js';
 import { ImageError, RequestAbortedError, RequestTimeoutError } from '../engine/errors.js';
+import { UserFacingError } from '../errors.js';
 import { isAllowed } from './allow-list.js';
 import { type ConversationState, ConversationStore } from './conversation-store.js';
 import { MessageDeduper } from './dedupe.js';
@@ -37,9 +38,9 @@ export function isExpiredImageError(err: unknown): boolean {
   return err instanceof ImageError && err.code === 'expired';
 }
 
+/** Errors meant for people (src/errors.ts) are shown as they are; anything else gets the generic apology. */
 function userMessageOf(err: unknown): string | undefined {
-  const message = (err as { userMessage?: unknown } | null)?.userMessage;
-  return typeof message === 'string' && message ? message : undefined;
+  return err instanceof UserFacingError && err.userMessage ? err.userMessage : undefined;
 }
 
 export class ChatCore implements ChatHandler {

@@ -2,17 +2,16 @@
  * Attachment checks and a capped download, shared by the adapters: the declared type and size are checked before
  * any byte is fetched, and the download stops as soon as the cap is passed.
  */
+
 import { ImageError } from '../engine/errors.js';
+import { UserFacingError } from '../errors.js';
 import type { IncomingImage } from './types.js';
 
 /** A download that failed for a reason other than the image itself (network, HTTP status). */
-export class DownloadError extends Error {
+export class DownloadError extends UserFacingError {
   override name = 'DownloadError';
-  constructor(
-    readonly userMessage: string,
-    options?: { cause?: unknown },
-  ) {
-    super(userMessage, options);
+  constructor(userMessage: string, options?: { cause?: unknown }) {
+    super('download', userMessage, options);
   }
 }
 

@@ -1,8 +1,13 @@
 /** Small helpers over node:util parseArgs with errors a person can act on. */
-import { type ParseArgsConfig, parseArgs } from 'node:util';
 
-export class UsageError extends Error {
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { UserFacingError } from '../errors.js';
+
+export class UsageError extends UserFacingError {
   override name = 'UsageError';
+  constructor(message: string) {
+    super('usage', message);
+  }
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;

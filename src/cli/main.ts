@@ -2,6 +2,7 @@
  * `blip2-bot <command>`: one entry point for converting, inspecting, asking, chatting and running the bot.
  * Each command lives in its own module and is loaded only when used.
  */
+import { UserFacingError } from '../errors.js';
 import { UsageError } from './args.js';
 
 const USAGE = `blip2-bot: talk about pictures with BLIP-2 on Discord, Slack or the terminal
@@ -26,25 +27,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   start: async () => (await import('./commands/start.js')).startCommand,
 };
 
-/** Errors we raise on purpose carry a message meant for the person at the terminal; no stack trace. */
-const EXPECTED_ERRORS = new Set([
-  'UsageError',
-  'ConvertError',
-  'ConfigError',
-  'CheckpointError',
-  'NoCheckpointError',
-  'MissingTensorError',
-  'ShapeMismatchError',
-  'UnsupportedDtypeError',
-  'TruncatedFileError',
-  'InvalidHeaderError',
-  'ModelLoadError',
-  'ImageError',
-  'InputError',
-  'TokenizerError',
-  'SyntheticCheckpointError',
-  'InsufficientSpaceError',
-]);
+// Errors we raise on purpose extend UserFacingError (src/errors.ts) and are printed as one line without a stack
+// trace. There is no list of class names here any more: to add an error class, declare it
+// `class MyError extends UserFacingError` (or a subclass such as InputError) with a stable `code`.
 
 /** File-system errors worth a one-line answer instead of a stack trace. */
 const FILE_ERRORS: Record<string, string> = {
@@ -78,9 +63,8 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`blip2-bot ${name}: cannot read ${fsError.path}: ${FILE_ERRORS[fsError.code]}`);
       return 1;
     }
-    if (EXPECTED_ERRORS.has(err.name)) {
-      const detail = (err as { userMessage?: string }).userMessage ?? err.message;
-      console.error(`blip2-bot ${name}: ${detail}`);
+    if (err instanceof UserFacingError) {
+      console.error(`blip2-bot ${name}: ${err.userMessage}`);
       return 1;
     }
     console.error(`blip2-bot ${name}: unexpected error`);

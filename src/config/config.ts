@@ -2,10 +2,12 @@
  * The bot's configuration, parsed once from the environment (plus `.env`) and validated, then passed down.
  * Nothing else in the code base reads `process.env`.
  */
+
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { type AllowList, type ChatSettings, DEFAULT_CHAT_SETTINGS } from '../chat/settings.js';
+import { UserFacingError } from '../errors.js';
 import type { StoreKind, StoreOptions } from '../storage/keyv-store.js';
 import { LOG_LEVELS, type LogLevel } from './logger.js';
 
@@ -42,10 +44,10 @@ export const DEFAULT_MODEL_DIR = 'models/blip2-flan-t5-xl';
 export const DEFAULT_DATA_DIR = 'data';
 
 /** Raised with every problem found, so a person can fix them all at once. */
-export class ConfigError extends Error {
+export class ConfigError extends UserFacingError {
   override name = 'ConfigError';
   constructor(readonly problems: string[]) {
-    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    super('config', `Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
 

@@ -3,10 +3,12 @@
  * a manifest. Everything is written into a sibling `.partial-*` dir that is renamed into place only when complete,
  * so an interrupted run never leaves a model that looks finished.
  */
+
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { UserFacingError } from '../errors.js';
 import { type Blip2Config, ConfigError, resolveBlip2Config } from '../model/config.js';
 import {
   DTYPE_FORMATS,
@@ -65,8 +67,11 @@ export interface ConvertSummary {
   modelId: string;
 }
 
-export class ConvertError extends Error {
+export class ConvertError extends UserFacingError {
   override name = 'ConvertError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('convert', message, options);
+  }
 }
 
 const BUILDERS: Record<GraphName, (ctx: LayerContext, config: Blip2Config) => Promise<void>> = {

@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, stat, statfs, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { UserFacingError } from '../errors.js';
 import { resolveBlip2Config } from '../model/config.js';
 import { Rng } from '../util/random.js';
 import {
@@ -39,7 +40,7 @@ const SPACE_MARGIN_BYTES = 64 * 1024 * 1024;
 /** Elements generated per chunk: bounds memory for tensors like a 263 MB lm_head. */
 const CHUNK_ELEMENTS = 1 << 22;
 
-export class InsufficientDiskSpaceError extends Error {
+export class InsufficientDiskSpaceError extends UserFacingError {
   override name = 'InsufficientDiskSpaceError';
   constructor(
     readonly dir: string,
@@ -47,6 +48,7 @@ export class InsufficientDiskSpaceError extends Error {
     readonly availableBytes: number,
   ) {
     super(
+      'disk_space',
       `not enough free disk space in ${dir}: the synthetic checkpoint needs ${formatBytes(neededBytes)} (plus ${formatBytes(SPACE_MARGIN_BYTES)} headroom) but only ${formatBytes(availableBytes)} is available; free some space or choose another --out`,
     );
   }

@@ -2,10 +2,12 @@
  * The converted model's steps as small named methods over onnxruntime sessions: pixels → image embeddings →
  * query embeddings → encoder states → cross K/V → decoder steps. No queue, cache or prompt logic here.
  */
+
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { readManifest } from '../convert/convert.js';
+import { UserFacingError } from '../errors.js';
 import { type Blip2Config, resolveBlip2Config } from '../model/config.js';
 import {
   CROSS_KV_IO,
@@ -32,8 +34,11 @@ export interface ModelLoadOptions {
   profileDir?: string;
 }
 
-export class ModelLoadError extends Error {
+export class ModelLoadError extends UserFacingError {
   override name = 'ModelLoadError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('model_load', message, options);
+  }
 }
 
 function floatTensor(t: FloatTensor): ort.Tensor {

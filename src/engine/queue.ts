@@ -8,13 +8,15 @@
  * another.
  */
 
+import { UserFacingError } from '../errors.js';
 import { QueueFullError, RequestAbortedError, RequestTimeoutError } from './errors.js';
 
-export class QueueClosedError extends Error {
+export class QueueClosedError extends UserFacingError {
   override name = 'QueueClosedError';
-  readonly userMessage = 'The bot is shutting down. Please try again in a moment.';
   constructor() {
-    super('the inference queue is closed (shutting down)');
+    super('shutting_down', 'the inference queue is closed (shutting down)', {
+      userMessage: 'The bot is shutting down. Please try again in a moment.',
+    });
   }
 }
 

@@ -7,9 +7,11 @@
  * file's post-processor, keeps the rule the same for tokenizer.json files with or without a TemplateProcessing
  * step and never doubles `</s>`.
  */
+
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { UserFacingError } from '../errors.js';
 
 export interface Blip2Tokenizer {
   /** Token ids for `text` with `</s>` appended, as T5Tokenizer returns them. */
@@ -28,8 +30,11 @@ export interface Blip2Tokenizer {
   readonly vocabSize: number;
 }
 
-export class TokenizerLoadError extends Error {
+export class TokenizerLoadError extends UserFacingError {
   override name = 'TokenizerLoadError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('tokenizer', message, options);
+  }
 }
 
 type Json = Record<string, unknown>;

@@ -5,6 +5,7 @@
  * enough: `resolveBlip2Config` applies the same defaults transformers 4.40 does (Blip2VisionConfig,
  * Blip2QFormerConfig, T5Config) and rejects what we cannot run.
  */
+import { UserFacingError } from '../errors.js';
 
 export interface VisionConfig {
   hiddenSize: number;
@@ -60,8 +61,11 @@ export interface Blip2Config {
   text: T5Config;
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends UserFacingError {
   override name = 'ConfigError';
+  constructor(message: string) {
+    super('model_config', message);
+  }
 }
 
 type Json = Record<string, unknown>;

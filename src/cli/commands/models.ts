@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { writeSyntheticCheckpoint } from '../../convert/synthetic.js';
+import { UserFacingError } from '../../errors.js';
 import { DEFAULT_DEMO_DIR, DEMO_NOTICE, ensureDemoModel } from '../../model/demo.js';
 import { optionalInt, parse, requireString, UsageError } from '../args.js';
 import { ProgressBar, withSpinner } from '../progress.js';
@@ -11,6 +12,15 @@ export const MODELS_USAGE = `Usage: blip2-bot models demo [--out <dir>] [--force
           works on a fresh machine; its answers are meaningless. Default --out: models/demo
   synth   write a Hugging Face-format checkpoint with seeded random weights of the shapes a config.json implies
           (e.g. the real Salesforce/blip2-flan-t5-xl config, 15.8 GB), streamed to disk, for benchmarks`;
+
+async function readConfigJson(path: string): Promise<unknown> {
+  const text = await readFile(path, 'utf8');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new UserFacingError('config_file', `${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}
 
 export async function modelsCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -30,7 +40,7 @@ export async function modelsCommand(argv: string[]): Promise<number> {
     );
     const configPath = requireString(v.config, '--config', MODELS_USAGE);
     const out = requireString(v.out, '--out', MODELS_USAGE);
-    const config = JSON.parse(await readFile(configPath, 'utf8')) as unknown;
+    const config = await readConfigJson(configPath);
     const bar = new ProgressBar();
     const r = await writeSyntheticCheckpoint(out, {
       config,

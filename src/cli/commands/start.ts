@@ -10,9 +10,10 @@ import { startDiscordAdapter } from '../../../adapters/discord/index.js';
 import { startLocalAdapter } from '../../../adapters/local/index.js';
 import { ChatCore } from '../../chat/core.js';
 import type { ChatHandler, RunningAdapter } from '../../chat/types.js';
-import { type BotConfig, CONFIG_VARIABLES, ConfigError, type Env, loadConfig } from '../../config/config.js';
+import { type BotConfig, CONFIG_VARIABLES, type Env, loadConfig } from '../../config/config.js';
 import { createLogger, type Logger } from '../../config/logger.js';
 import { Blip2Engine } from '../../engine/engine.js';
+import { UserFacingError } from '../../errors.js';
 import { ensureDemoModel } from '../../model/demo.js';
 import { MANIFEST_FILE } from '../../model/graph-io.js';
 import { closeKeyv, createKeyv, describeStore } from '../../storage/keyv-store.js';
@@ -151,9 +152,8 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     const slackConfig = slackModule?.slackConfigFromEnv(config.env);
     if (slackModule && slackConfig) slack = { module: slackModule, config: slackConfig };
   } catch (err) {
-    const e = err as Error;
-    if (e instanceof ConfigError || e.name === 'SlackConfigError') {
-      stderr.write(`blip2-bot start: ${e.message}\n`);
+    if (err instanceof UserFacingError) {
+      stderr.write(`blip2-bot start: ${err.userMessage}\n`);
       return 2;
     }
     throw err;
