@@ -2,11 +2,9 @@
  * A terminal conversation through the same chat core as Discord and Slack, needing no tokens: `/image <path>`
  * sets the picture, then every line is a question about it.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { extname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { tooLarge } from '../../src/chat/download.js';
 import type {
   ChatHandler,
   ChatMessage,
@@ -16,6 +14,7 @@ import type {
   RunningAdapter,
 } from '../../src/chat/types.js';
 import type { Logger } from '../../src/config/logger.js';
+import { checkFile, readCappedFile } from '../../src/util/read-capped-file.js';
 
 export const LOCAL_HELP = `Commands:
   /image <path>   talk about this picture (a caption comes first)
@@ -53,18 +52,14 @@ export interface RunningLocalAdapter extends RunningAdapter {
 /** A picture on disk, as the chat core sees an attachment. */
 export async function fileImage(path: string): Promise<IncomingImage> {
   const full = resolve(path.replace(/^~(?=$|\/)/, homedir()));
-  const info = await stat(full);
-  if (!info.isFile()) throw new Error(`${path} is not a file`);
+  // Any size passes here: the chat core compares `size` with its own limit and says "too large" politely.
+  const size = await checkFile(full, { maxBytes: Number.MAX_SAFE_INTEGER, what: 'picture' });
   const type = IMAGE_TYPES[extname(full).toLowerCase()];
   return {
     name: full.split(/[\\/]/).pop() ?? full,
     ...(type ? { contentType: type } : {}),
-    size: info.size,
-    async download(maxBytes) {
-      const bytes = await readFile(full);
-      if (bytes.byteLength > maxBytes) throw tooLarge(full, maxBytes, bytes.byteLength);
-      return new Uint8Array(bytes);
-    },
+    size,
+    download: (maxBytes) => readCappedFile(full, { maxBytes, what: 'picture' }),
   };
 }
 

@@ -5,6 +5,7 @@
 
 import { ImageError } from '../engine/errors.js';
 import { UserFacingError } from '../errors.js';
+import { formatBytes } from '../util/bytes.js';
 import type { IncomingImage } from './types.js';
 
 /** A download that failed for a reason other than the image itself (network, HTTP status). */
@@ -13,12 +14,6 @@ export class DownloadError extends UserFacingError {
   constructor(userMessage: string, options?: { cause?: unknown }) {
     super('download', userMessage, options);
   }
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(bytes >= 10 * 1024 * 1024 ? 0 : 1)} MB`;
-  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KB`;
-  return `${bytes} bytes`;
 }
 
 export function tooLarge(name: string, maxBytes: number, size?: number): ImageError {

@@ -4,6 +4,7 @@
  */
 import { UserFacingError } from '../errors.js';
 import { UsageError } from './args.js';
+import { checkCommandLine } from './command-line.js';
 
 const USAGE = `blip2-bot: talk about pictures with BLIP-2 on Discord, Slack or the terminal
 
@@ -51,6 +52,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
+    checkCommandLine(name, rest);
     return await (await load())(rest);
   } catch (e) {
     const err = e as Error;

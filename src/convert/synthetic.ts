@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserFacingError } from '../errors.js';
 import { resolveBlip2Config } from '../model/config.js';
+import { formatBytes } from '../util/bytes.js';
 import { Rng } from '../util/random.js';
 import {
   hfTensorLayout,
@@ -52,12 +53,6 @@ export class InsufficientDiskSpaceError extends UserFacingError {
       `not enough free disk space in ${dir}: the synthetic checkpoint needs ${formatBytes(neededBytes)} (plus ${formatBytes(SPACE_MARGIN_BYTES)} headroom) but only ${formatBytes(availableBytes)} is available; free some space or choose another --out`,
     );
   }
-}
-
-function formatBytes(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
-  return `${n} bytes`;
 }
 
 /**

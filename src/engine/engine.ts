@@ -185,6 +185,22 @@ export class Blip2Engine implements ImageQuestionEngine {
     const requested: Task = request.task ?? (request.question !== undefined ? 'question' : 'caption');
     if (request.inputIds) {
       if (request.inputIds.length === 0) throw new InputError('The prompt is empty.');
+      // Past the embedding table onnxruntime's Gather fails with an internal error: say which id is wrong.
+      const vocabSize = this.model.config.text.vocabSize;
+      const bad = request.inputIds.find((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize);
+      if (bad !== undefined) {
+        throw new InputError(
+          `Token id ${bad} is not in the model's vocabulary: ids go from 0 to ${vocabSize - 1}.`,
+          'input_ids',
+        );
+      }
+      const budget = (this.options.encoderBudget ?? DEFAULT_ENCODER_BUDGET) - queryTokens;
+      if (request.inputIds.length > budget) {
+        throw new InputError(
+          `Your prompt is too long: it has ${request.inputIds.length} ids and at most ${budget} fit.`,
+          'input_ids',
+        );
+      }
       return { ids: [...request.inputIds], task: requested, droppedTurns: 0 };
     }
     const budget = (this.options.encoderBudget ?? DEFAULT_ENCODER_BUDGET) - queryTokens;

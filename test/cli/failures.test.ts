@@ -109,6 +109,63 @@ describe('every command explains its failures in one line', () => {
     );
   });
 
+  it('a command line long enough to crash onnxruntime is refused before it loads (item 1)', () => {
+    const long = 'x'.repeat(40_000);
+    const r = cli(['ask', '--model', demo, '--image', image, '--question', long, '--data-dir', data]);
+    expectOneLine(r, 1, /Your question is too long/);
+    expect(r.stderr).toMatch(/--question-file -/);
+    // Many short arguments crash it too, and every command is covered, not only ask.
+    const many = Array.from({ length: 400 }, () => 'y'.repeat(100));
+    expectOneLine(cli(['convert', '--from', ...many]), 1, /command line is too long/);
+    expectOneLine(cli(['start', `--x=${long}`]), 1, /command line is too long/);
+  });
+
+  it('ask --question-file - reads a long question from standard input and answers "too long" (item 1)', () => {
+    const question = `what is ${'very '.repeat(600)}big?`;
+    const r = cli(['ask', '--model', demo, '--image', image, '--question-file', '-', '--data-dir', data], {
+      input: question,
+    });
+    expectOneLine(r, 1, /Your question is too long: it takes \d+ tokens/);
+    const file = join(work, 'question.txt');
+    writeFileSync(file, 'what colour is it?\n');
+    const ok = cli([
+      'ask',
+      '--model',
+      demo,
+      '--image',
+      image,
+      '--question-file',
+      file,
+      '--json',
+      '--data-dir',
+      data,
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout).ids.length).toBeGreaterThan(0);
+  });
+
+  it('ask --image /dev/zero is refused at once instead of read forever (item 2; the rest in read-capped-file)', () => {
+    const dev = cli(['ask', '--model', demo, '--image', '/dev/zero', '--data-dir', data]);
+    expectOneLine(dev, 1, /\/dev\/zero is not a regular file/);
+    expectOneLine(cli(['chat', '--model', demo, '--image', work, '--data-dir', data]), 1, /is a directory/);
+  });
+
+  it('ask --input-ids outside the vocabulary says which id is wrong (item 3)', () => {
+    const r = cli([
+      'ask',
+      '--model',
+      demo,
+      '--image',
+      image,
+      '--input-ids',
+      '99999999,1',
+      '--data-dir',
+      data,
+    ]);
+    expectOneLine(r, 1, /Token id 99999999 is not in the model's vocabulary: ids go from 0 to \d+/);
+    expect(r.stderr).not.toMatch(/Gather|onnxruntime/i);
+  });
+
   it('start: invalid configuration exits 2 with every problem listed', () => {
     const r = cli(['start'], {
       env: { CACHE_STORE: 'floppy', CACHE_TTL_SECONDS: 'soon', DISCORD_TOKEN: '' },

@@ -1,8 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { GenerateResult, Turn } from '../../engine/api.js';
 import { Blip2Engine } from '../../engine/engine.js';
+import { readImageFile } from '../../engine/image-file.js';
+import { DEFAULT_MAX_BYTES } from '../../engine/preprocess.js';
 import { DEMO_NOTICE, ensureDemoModel } from '../../model/demo.js';
+import { checkFile } from '../../util/read-capped-file.js';
 import { parse, requireString } from '../args.js';
 import { withSpinner } from '../progress.js';
 
@@ -37,6 +39,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
     return 0;
   }
   let imagePath = requireString(v.image, '--image', CHAT_USAGE);
+  await checkFile(imagePath, { maxBytes: DEFAULT_MAX_BYTES, what: 'image' });
   const modelDir = v.model ?? (await withSpinner('Preparing the demo model', () => ensureDemoModel()));
   const engine = await withSpinner('Loading model', () =>
     Blip2Engine.load(modelDir, { dataDir: v['data-dir'] ?? 'data' }),
@@ -47,7 +50,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
     const readPicture = async (path: string) => {
       const started = performance.now();
       const key = await withSpinner('Reading the picture', async () =>
-        engine.encodeImage(new Uint8Array(await readFile(path))),
+        engine.encodeImage(await readImageFile(path)),
       );
       console.log(`[picture ready in ${(performance.now() - started).toFixed(0)} ms]`);
       return key;

@@ -91,11 +91,6 @@ export class GraphBuilder {
     return this.typedWeight(name, data, dims, dataTypeOf(data), countAsParameters);
   }
 
-  /** Adds a float16 weight from its raw bits. */
-  float16Weight(name: string, bits: Uint16Array, dims: number[]): string {
-    return this.typedWeight(name, bits, dims, TensorDataType.FLOAT16, true);
-  }
-
   private typedWeight(
     name: string,
     data: WeightData | Uint16Array,
