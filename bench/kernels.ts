@@ -6,9 +6,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { GraphBuilder, MS_DOMAIN, TensorDataType } from '../src/convert/onnx/graph-builder.js';
 import { quantizeBlockwise } from '../src/convert/quantize.js';
+import { ort } from '../src/engine/ort.js';
 import { seededNormalArray } from './util.js';
 
 export type KernelKind = 'fp32' | 'nbits8' | 'nbits4' | 'dq8';

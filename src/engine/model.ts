@@ -5,7 +5,6 @@
 
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { readManifest } from '../convert/convert.js';
 import { UserFacingError } from '../errors.js';
 import { type Blip2Config, resolveBlip2Config } from '../model/config.js';
@@ -21,6 +20,7 @@ import {
   VISION_IO,
 } from '../model/graph-io.js';
 import type { DecoderStepper } from './generation/generate.js';
+import { ort } from './ort.js';
 
 export interface FloatTensor {
   data: Float32Array;
