@@ -8,6 +8,7 @@ export {
   readManifest,
 } from './convert/convert.js';
 export { writeSyntheticCheckpoint, writeTinyCheckpoint } from './convert/synthetic.js';
+export { DEFAULT_DEMO_DIR, ensureDemoModel } from './demo/demo-model.js';
 export type {
   GenerateRequest,
   GenerateResult,
@@ -31,6 +32,5 @@ export { PREPROCESS_VERSION, parsePreprocessorConfig, preprocessImage } from './
 export { loadTokenizer } from './engine/tokenizer.js';
 export { UserFacingError } from './errors.js';
 export { type Blip2Config, resolveBlip2Config } from './model/config.js';
-export { DEFAULT_DEMO_DIR, ensureDemoModel } from './model/demo.js';
 export * from './model/graph-io.js';
 export { FileReadError, type FileReadProblem } from './util/read-capped-file.js';

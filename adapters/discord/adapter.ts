@@ -13,7 +13,7 @@ import {
 } from 'discord.js';
 import type { ChatHandler, ChatMessage, IncomingImage, RunningAdapter } from '../../src/chat/types.js';
 import type { BotConfig, DiscordConfig } from '../../src/config/config.js';
-import type { Logger } from '../../src/config/logger.js';
+import type { Logger } from '../../src/util/logger.js';
 import { toIncomingImage } from './attachments.js';
 import { createDiscordClient } from './client.js';
 import { DESCRIBE_COMMAND, IMAGE_OPTION, QUESTION_OPTION } from './commands.js';
@@ -158,7 +158,10 @@ export async function startDiscordAdapter(options: DiscordAdapterOptions): Promi
     const inDm = !interaction.inGuild();
     const threadable = !inThread && !inDm && channelAllowsThreads(interaction);
 
-    let conversation = interaction.channelId;
+    // Where no thread can be opened the channel is shared: each person's conversation there is their own, as
+    // with mentions (one key per channel mixed different people's pictures and questions).
+    let conversation =
+      inThread || inDm ? interaction.channelId : `${interaction.channelId}:${interaction.user.id}`;
     let replyId: string | undefined;
     if (threadable) {
       // The reply becomes the thread's starter message, so its id is the conversation's id.

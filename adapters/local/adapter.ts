@@ -13,7 +13,7 @@ import type {
   PostedMessage,
   RunningAdapter,
 } from '../../src/chat/types.js';
-import type { Logger } from '../../src/config/logger.js';
+import type { Logger } from '../../src/util/logger.js';
 import { checkFile, readCappedFile } from '../../src/util/read-capped-file.js';
 
 export const LOCAL_HELP = `Commands:

@@ -3,10 +3,10 @@
  * keyv, asks the engine and answers through the adapter's `ChatOutput`. No platform type appears here.
  */
 import type Keyv from 'keyv';
-import { type Logger, silentLogger } from '../config/logger.js';
 import type { GenerateResult, ImageQuestionEngine } from '../engine/api.js';
 import { ImageError, RequestAbortedError, RequestTimeoutError } from '../engine/errors.js';
 import { UserFacingError } from '../errors.js';
+import { type Logger, silentLogger } from '../util/logger.js';
 import { isAllowed } from './allow-list.js';
 import { type ConversationState, ConversationStore } from './conversation-store.js';
 import { MessageDeduper } from './dedupe.js';

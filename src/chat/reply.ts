@@ -1,4 +1,4 @@
-import type { Logger } from '../config/logger.js';
+import type { Logger } from '../util/logger.js';
 import { QueueNotice } from './progress.js';
 import { splitMessage } from './split.js';
 import type { ChatOutput } from './types.js';

@@ -21,12 +21,16 @@ import {
   WEIGHT_DTYPES,
   type WeightDtype,
 } from '../model/graph-io.js';
+// Manifest reading lives in the model layer (the engine reads it too); re-exported for the converter's users.
+import { readManifest } from '../model/manifest.js';
 import { buildQFormerGraph } from './graphs/qformer.js';
 import { buildT5CrossKvGraph, buildT5DecoderGraph, buildT5EncoderGraph } from './graphs/t5.js';
 import { buildVisionGraph } from './graphs/vision.js';
 import type { LayerContext, QuantOptions, WeightReader } from './layers.js';
 import { GraphBuilder } from './onnx/graph-builder.js';
 import { SafetensorsCheckpoint } from './safetensors.js';
+
+export { readManifest };
 
 /** Part of the model id (and so of image-cache keys): bump when converted graphs compute differently. */
 export const CONVERTER_VERSION = '2';
@@ -89,16 +93,6 @@ const GRAPH_DOCS: Record<GraphName, string> = {
   crossKv: 'FlanT5 decoder cross-attention keys/values, once per request',
   decoder: 'FlanT5 decoder step with self-attention KV cache',
 };
-
-/** Reads the model dir's manifest if the dir holds a finished model. */
-export async function readManifest(modelDir: string): Promise<ModelManifest | undefined> {
-  try {
-    const manifest = JSON.parse(await readFile(join(modelDir, MANIFEST_FILE), 'utf8')) as ModelManifest;
-    return manifest.format === MODEL_FORMAT && manifest.complete === true ? manifest : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 async function readSourceConfig(from: string): Promise<{ raw: unknown; config: Blip2Config }> {
   const path = join(from, 'config.json');

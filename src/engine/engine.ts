@@ -2,8 +2,10 @@
  * `Blip2Engine`: image bytes and a question in, an answer out, as HF transformers would compute it. It owns the
  * model sessions, the tokenizer, the per-image cache of query embeddings and the one-at-a-time inference queue.
  */
+
 import type Keyv from 'keyv';
 import { closeKeyv, createKeyv, type StoreOptions } from '../storage/keyv-store.js';
+import type { Logger } from '../util/logger.js';
 import type {
   EncodeImageResult,
   GenerateRequest,
@@ -25,13 +27,11 @@ import {
   preprocessImage,
 } from './preprocess.js';
 import { buildPrompt } from './prompt.js';
-import { InferenceQueue } from './queue.js';
+import { DEFAULT_QUEUE_CAPACITY, InferenceQueue } from './queue.js';
 import { type Blip2Tokenizer, loadTokenizer } from './tokenizer.js';
 
-export interface EngineLogger {
-  info?(message: string): void;
-  warn(message: string): void;
-}
+/** What the engine logs through: the bot's Logger (src/util/logger.ts) or anything with its `warn`. */
+export type EngineLogger = Pick<Logger, 'warn'> & Partial<Pick<Logger, 'info'>>;
 
 export interface EngineOptions extends ModelLoadOptions {
   /** Where the image cache lives; default: a SQLite file in `dataDir`. */
@@ -50,7 +50,6 @@ export interface EngineOptions extends ModelLoadOptions {
   logger?: EngineLogger;
 }
 
-const DEFAULT_QUEUE_CAPACITY = 32;
 const DEFAULT_TIMEOUT_MS = 120_000;
 const DEFAULT_ENCODER_BUDGET = 512;
 

@@ -18,15 +18,15 @@
 
 import { createHash } from 'node:crypto';
 import type Keyv from 'keyv';
+import type { Logger } from '../util/logger.js';
 
 export interface CachedEmbeddings {
   data: Float32Array;
   dims: number[];
 }
 
-export interface CacheLogger {
-  warn(message: string, details?: Record<string, unknown>): void;
-}
+/** The bot's Logger (src/util/logger.ts), or anything with its `warn`. */
+export type CacheLogger = Pick<Logger, 'warn'>;
 
 export interface ImageCacheOptions {
   /** Default time to live of new entries; 0 = never expire; undefined = the Keyv instance's own default. */

@@ -5,7 +5,6 @@
 
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readManifest } from '../convert/convert.js';
 import { UserFacingError } from '../errors.js';
 import { type Blip2Config, resolveBlip2Config } from '../model/config.js';
 import {
@@ -14,13 +13,13 @@ import {
   ENCODER_IO,
   GRAPH_FILES,
   type GraphName,
-  MANIFEST_FILE,
   type ModelManifest,
   QFORMER_IO,
   VISION_IO,
 } from '../model/graph-io.js';
+import { loadManifest } from '../model/manifest.js';
 import type { DecoderStepper } from './generation/generate.js';
-import { ort } from './ort.js';
+import { createSession, ort } from './ort.js';
 
 export interface FloatTensor {
   data: Float32Array;
@@ -77,12 +76,7 @@ export class Blip2Model {
   ) {}
 
   static async load(dir: string, options: ModelLoadOptions = {}): Promise<Blip2Model> {
-    const manifest = await readManifest(dir);
-    if (!manifest) {
-      throw new ModelLoadError(
-        `${dir} does not hold a converted blip2-bot model (no complete ${MANIFEST_FILE}); run \`blip2-bot convert --from <hf-dir> --out ${dir}\` or \`blip2-bot models demo\``,
-      );
-    }
+    const manifest = await loadManifest(dir);
     const config = resolveBlip2Config(manifest.source.config);
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
@@ -99,7 +93,7 @@ export class Blip2Model {
         ? { enableProfiling: true, profileFilePrefix: join(options.profileDir, `${name}_`) }
         : {};
       try {
-        sessions[name] = await ort.InferenceSession.create(file, { ...sessionOptions, ...profiling });
+        sessions[name] = await createSession(file, { ...sessionOptions, ...profiling });
       } catch (e) {
         throw new ModelLoadError(`cannot load ${file}: ${(e as Error).message}`);
       }

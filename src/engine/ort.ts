@@ -1,7 +1,9 @@
 /**
  * The one import of onnxruntime-node. Its bundled telemetry SDK opens an empty `mat-debug-<pid>.log` in the temp
  * directory the first time a session is created and never removes it: one file per process, dozens per test run.
- * We remove our own process's file on exit while it is still empty (a non-empty one may be someone's debugging).
+ * `createSession` removes our own process's file right after the first session while it is still empty (a
+ * non-empty one may be someone's debugging); the SDK keeps writing nothing to the unlinked file. Removing it at
+ * exit instead would miss every process ended by a signal.
  */
 import { rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +26,19 @@ export function removeTelemetryLog(): void {
   }
 }
 
-process.once('exit', removeTelemetryLog);
+let cleaned = false;
+
+/** `ort.InferenceSession.create`, and the telemetry log removed after the first one. */
+export async function createSession(
+  path: string,
+  options?: ort.InferenceSession.SessionOptions,
+): Promise<ort.InferenceSession> {
+  const session = await ort.InferenceSession.create(path, options ?? {});
+  if (!cleaned) {
+    cleaned = true;
+    removeTelemetryLog();
+  }
+  return session;
+}
 
 export { ort };

@@ -20,6 +20,9 @@ export class QueueClosedError extends UserFacingError {
   }
 }
 
+/** Requests allowed to wait behind the running one, unless configured (QUEUE_CAPACITY); defined here only. */
+export const DEFAULT_QUEUE_CAPACITY = 20;
+
 export interface InferenceQueueOptions {
   /** How many requests may wait behind the running one; more are refused with QueueFullError. */
   capacity: number;

@@ -3,9 +3,9 @@
  * models/demo by the real converter), wrapped so tests can see what it was asked and whether the image cache hit.
  */
 import type { ChatSettings } from '../../src/chat/settings.js';
+import { ensureDemoModel } from '../../src/demo/demo-model.js';
 import type { GenerateRequest, GenerateResult, ImageQuestionEngine } from '../../src/engine/api.js';
 import { Blip2Engine } from '../../src/engine/engine.js';
-import { ensureDemoModel } from '../../src/model/demo.js';
 import type { StoreOptions } from '../../src/storage/keyv-store.js';
 
 /** Greedy and short: the demo model's text is random anyway, and the suite stays fast. */

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalAdapter } from '../../adapters/local/index.js';
 import { ChatCore } from '../../src/chat/core.js';
 import { DEMO_NOTICE, usageHint } from '../../src/chat/messages.js';
-import { silentLogger } from '../../src/config/logger.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { type EngineFixture, FAST_GENERATION, openTestEngine, RecordingEngine } from './engine-fixture.js';
 import { pngBytes } from './images.js';
 

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../../src/convert/convert.js';
 import { readSafetensorsFile, writeSafetensors } from '../../src/convert/safetensors.js';
-import { ensureDemoModel } from '../../src/model/demo.js';
+import { ensureDemoModel } from '../../src/demo/demo-model.js';
 import { HAS_SHARED, ROOT, TINY_FIXTURE_DIR } from '../helpers/shared.js';
 
 const BIN = join(ROOT, 'bin', 'blip2-bot.js');

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureDemoModel } from '../../src/model/demo.js';
+import { ensureDemoModel } from '../../src/demo/demo-model.js';
 import { ROOT } from '../helpers/shared.js';
 
 const BIN = join(ROOT, 'bin', 'blip2-bot.js');

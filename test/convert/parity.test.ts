@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../../src/convert/convert.js';
 import { relativePositionTable } from '../../src/convert/graphs/relative-position.js';
 import { type LoadedTensor, readSafetensorsFile } from '../../src/convert/safetensors.js';
-import { ort } from '../../src/engine/ort.js';
+import { createSession, ort } from '../../src/engine/ort.js';
 import type { WeightDtype } from '../../src/model/graph-io.js';
 import { HAS_SHARED, SHARED_SKIP_REASON, TINY_FIXTURE_DIR } from '../helpers/shared.js';
 import { compare } from '../helpers/tensors.js';
@@ -18,7 +18,7 @@ const TOLERANCE = 1e-4;
 type Outputs = Record<string, Float32Array>;
 
 async function runAll(modelDir: string, pixels: LoadedTensor): Promise<Outputs> {
-  const open = (f: string) => ort.InferenceSession.create(join(modelDir, f));
+  const open = (f: string) => createSession(join(modelDir, f));
   const [vision, qformer, encoder, crossKv, decoder] = await Promise.all(
     ['vision_encoder.onnx', 'qformer.onnx', 't5_encoder.onnx', 't5_cross_kv.onnx', 't5_decoder.onnx'].map(
       open,

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDemoModel } from '../../src/demo/demo-model.js';
 import { Blip2Engine } from '../../src/engine/engine.js';
 import { ImageError, InputError, QueueFullError, RequestAbortedError } from '../../src/engine/errors.js';
-import { ensureDemoModel } from '../../src/model/demo.js';
 import { HAS_SHARED, IMAGES_DIR } from '../helpers/shared.js';
 
 async function photo(seed: number): Promise<Uint8Array> {

@@ -9,12 +9,14 @@ import { join } from 'node:path';
 
 /** onnxruntime's telemetry session state: one small file per temp dir, rewritten by every process, not litter. */
 const IGNORED = new Set(['.ses']);
+/** tsx's transform cache (tsx-<uid>), shared by every process that runs TypeScript: a cache, not litter. */
+const IGNORED_PATTERN = /^tsx-\d+$/;
 
 export default function setup(): () => void {
   const dir = mkdtempSync(join(tmpdir(), 'blip2-test-run-'));
   process.env.TMPDIR = dir;
   return () => {
-    const left = readdirSync(dir).filter((name) => !IGNORED.has(name));
+    const left = readdirSync(dir).filter((name) => !IGNORED.has(name) && !IGNORED_PATTERN.test(name));
     rmSync(dir, { recursive: true, force: true });
     if (left.length > 0) {
       throw new Error(`the tests left ${left.length} entries in the temp dir: ${left.sort().join(', ')}`);

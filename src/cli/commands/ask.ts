@@ -1,7 +1,7 @@
+import { DEMO_NOTICE, ensureDemoModel } from '../../demo/demo-model.js';
 import type { GenerateRequest, GenerationOptions } from '../../engine/api.js';
 import { Blip2Engine } from '../../engine/engine.js';
 import { readImageFile } from '../../engine/image-file.js';
-import { DEMO_NOTICE, ensureDemoModel } from '../../model/demo.js';
 import { readCappedFile } from '../../util/read-capped-file.js';
 import { optionalInt, optionalNumber, parse, parseIds, UsageError } from '../args.js';
 import { withSpinner } from '../progress.js';
@@ -16,7 +16,8 @@ Answers a question about an image (or captions it when no question is given).
   --model        converted model dir (default: the demo model, written on first use; answers are meaningless)
   --question-file  read the question from a file, or from standard input with "-" (for long questions)
   --prompt       used verbatim, e.g. "a photo of" for a caption prefix
-  --input-ids    the full prompt as token ids, </s> included
+  --input-ids    the full prompt as token ids, </s> included; generation then has no minimum length (as HF's
+                 generate), other defaults are the caption's unless given (5 beams, at most 30 new tokens)
   --json         print { "text", "ids", "timings" }; ids are the generated ids after the decoder start token`;
 
 /** Far above any question the model takes (its prompt budget is a few hundred tokens); the engine says "too long". */
@@ -109,7 +110,11 @@ export async function askCommand(argv: string[]): Promise<number> {
   if (v.question !== undefined) request.question = v.question;
   if (v['question-file'] !== undefined) request.question = await readQuestionFile(v['question-file']);
   if (v.prompt !== undefined) request.prompt = v.prompt;
-  if (v['input-ids'] !== undefined) request.inputIds = parseIds(v['input-ids'], '--input-ids');
+  if (v['input-ids'] !== undefined) {
+    request.inputIds = parseIds(v['input-ids'], '--input-ids');
+    // Raw ids are for parity checks against HF, whose generate() has no minimum; the caption's 8 would differ.
+    if (options.minNewTokens === undefined) options.minNewTokens = 0;
+  }
 
   const modelDir = v.model ?? (await withSpinner('Preparing the demo model', () => ensureDemoModel()));
   const engine = await withSpinner('Loading model', () =>

@@ -1,9 +1,9 @@
 import { createInterface } from 'node:readline';
+import { DEMO_NOTICE, ensureDemoModel } from '../../demo/demo-model.js';
 import type { GenerateResult, Turn } from '../../engine/api.js';
 import { Blip2Engine } from '../../engine/engine.js';
 import { readImageFile } from '../../engine/image-file.js';
 import { DEFAULT_MAX_BYTES } from '../../engine/preprocess.js';
-import { DEMO_NOTICE, ensureDemoModel } from '../../model/demo.js';
 import { checkFile } from '../../util/read-capped-file.js';
 import { parse, requireString } from '../args.js';
 import { withSpinner } from '../progress.js';

@@ -11,12 +11,12 @@ import { startLocalAdapter } from '../../../adapters/local/index.js';
 import { ChatCore } from '../../chat/core.js';
 import type { ChatHandler, RunningAdapter } from '../../chat/types.js';
 import { type BotConfig, CONFIG_VARIABLES, type Env, loadConfig } from '../../config/config.js';
-import { createLogger, type Logger } from '../../config/logger.js';
+import { ensureDemoModel } from '../../demo/demo-model.js';
 import { Blip2Engine } from '../../engine/engine.js';
 import { UserFacingError } from '../../errors.js';
-import { ensureDemoModel } from '../../model/demo.js';
 import { MANIFEST_FILE } from '../../model/graph-io.js';
 import { closeKeyv, createKeyv, describeStore } from '../../storage/keyv-store.js';
+import { createLogger, type Logger } from '../../util/logger.js';
 
 export const START_USAGE = `Usage: blip2-bot start [--local]
 
@@ -30,7 +30,7 @@ Variables:
 ${Object.entries(CONFIG_VARIABLES)
   .map(([name, meaning]) => `  ${name.padEnd(24)}${meaning}`)
   .join('\n')}
-  SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET, SLACK_PORT, SLACK_API_URL: see "Run it on Slack" in README.md`;
+(Discord and Slack set-up: "Run it on Discord" and "Run it on Slack" in README.md.)`;
 
 const NO_PLATFORM_HELP = `No chat platform is configured, so the bot cannot join Discord or Slack yet. To connect it, set in .env
 (copy .env.example):
