@@ -13,8 +13,11 @@ import {
   ENCODER_IO,
   GRAPH_FILES,
   type GraphName,
+  graphSignature,
+  type LoadedGraphIO,
   type ModelManifest,
   QFORMER_IO,
+  signatureMismatches,
   VISION_IO,
 } from '../model/graph-io.js';
 import { loadManifest } from '../model/manifest.js';
@@ -38,6 +41,18 @@ export class ModelLoadError extends UserFacingError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('model_load', message, options);
   }
+}
+
+/** Names and element types of a session's inputs and outputs, as onnxruntime reports them. */
+function describeSession(session: ort.InferenceSession): LoadedGraphIO {
+  const types = (metadata: readonly ort.InferenceSession.ValueMetadata[] | undefined) =>
+    new Map((metadata ?? []).flatMap((m) => (m.isTensor ? [[m.name, String(m.type)] as const] : [])));
+  return {
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    inputTypes: types(session.inputMetadata),
+    outputTypes: types(session.outputMetadata),
+  };
 }
 
 function floatTensor(t: FloatTensor): ort.Tensor {
@@ -95,7 +110,18 @@ export class Blip2Model {
       try {
         sessions[name] = await createSession(file, { ...sessionOptions, ...profiling });
       } catch (e) {
+        await Promise.allSettled(Object.values(sessions).map((s) => s.release()));
         throw new ModelLoadError(`cannot load ${file}: ${(e as Error).message}`);
+      }
+      // A graph from another converter version (or another tool) fails here with a clear line, not at the first
+      // run with onnxruntime's "invalid input name".
+      const problems = signatureMismatches(graphSignature(name, config), describeSession(sessions[name]));
+      if (problems.length > 0) {
+        await Promise.allSettled(Object.values(sessions).map((s) => s.release()));
+        throw new ModelLoadError(
+          `${file} does not have the inputs and outputs this blip2-bot expects (${problems.join('; ')}); it was ` +
+            'probably converted by another version: convert the model again with `blip2-bot convert --force`',
+        );
       }
     }
     return new Blip2Model(dir, manifest, config, sessions);
