@@ -2,6 +2,7 @@
  * The Discord adapter: turns mentions, thread follow-ups, DMs and `/describe` into ChatMessages for the chat
  * core, and the core's answers into thread posts, replies and interaction responses.
  */
+
 import { once } from 'node:events';
 import {
   ChannelType,
@@ -13,6 +14,7 @@ import {
 } from 'discord.js';
 import type { ChatHandler, ChatMessage, IncomingImage, RunningAdapter } from '../../src/chat/types.js';
 import type { BotConfig, DiscordConfig } from '../../src/config/config.js';
+import { UserFacingError } from '../../src/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { toIncomingImage } from './attachments.js';
 import { createDiscordClient } from './client.js';
@@ -282,11 +284,14 @@ async function connect(
 function explainLoginError(err: unknown): Error {
   const message = String((err as Error)?.message ?? err);
   if (/TokenInvalid|invalid token|401|Authentication failed/i.test(message)) {
-    return new Error(
+    return new UserFacingError(
+      'discord_token',
       'Discord rejected DISCORD_TOKEN. Copy a fresh token from the Developer Portal (your app → Bot → Reset ' +
         'Token) into .env.',
       { cause: err },
     );
   }
-  return new Error(`Could not connect to Discord: ${message}`, { cause: err });
+  return new UserFacingError('discord_unreachable', `Could not connect to Discord: ${message}`, {
+    cause: err,
+  });
 }

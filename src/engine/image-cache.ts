@@ -18,6 +18,7 @@
 
 import { createHash } from 'node:crypto';
 import type Keyv from 'keyv';
+import { StoreUnavailableError } from '../storage/keyv-store.js';
 import type { Logger } from '../util/logger.js';
 
 export interface CachedEmbeddings {
@@ -82,12 +83,29 @@ export class ImageCache {
   /** The cached embeddings, or undefined on a miss, an expired entry, or an entry that failed to decode. */
   async get(key: string): Promise<CachedEmbeddings | undefined> {
     let stored: unknown;
+    // Keyv reports a failing store (Redis down, SQLite unreadable) as an 'error' event and a miss; a miss would
+    // tell the person their picture "expired", so a store failure is an error of its own.
+    let storeFailure: unknown;
+    const onError = (error: unknown) => {
+      storeFailure ??= error ?? 'store error';
+    };
+    this.#keyv.on('error', onError);
     try {
       stored = await this.#keyv.get(key);
     } catch (error) {
       // Keyv throws when the stored text is not even its own JSON envelope.
       await this.#discard(key, `unreadable entry (${describe(error)})`);
       return undefined;
+    } finally {
+      this.#keyv.off('error', onError);
+    }
+    if (storeFailure !== undefined) {
+      throw new StoreUnavailableError(`image cache: the store failed (${describe(storeFailure)})`, {
+        cause: storeFailure,
+        userMessage:
+          "Sorry, my storage is unavailable right now, so I can't look at that picture. Please try again in a " +
+          'little while.',
+      });
     }
     if (stored === undefined || stored === null) return undefined;
     try {

@@ -166,6 +166,37 @@ describe('every command explains its failures in one line', () => {
     expect(r.stderr).not.toMatch(/Gather|onnxruntime/i);
   });
 
+  it('start: an unusable data dir or an unreachable Redis is one line and exit 2, never a hang (items 5, 6)', () => {
+    const file = join(work, 'a-file');
+    writeFileSync(file, 'not a directory');
+    const env = { BLIP2_MODEL_DIR: demo, DISCORD_TOKEN: '', SLACK_BOT_TOKEN: '' };
+    const start = (extra: NodeJS.ProcessEnv) => cli(['start', '--local'], { env: { ...env, ...extra } });
+    expectOneLine(start({ BLIP2_DATA_DIR: join(file, 'data') }), 2, /a-file is a file, not a directory/);
+    // Node's recursive mkdir loops forever here; the spawn's timeout would report a signal.
+    expectOneLine(
+      start({ BLIP2_DATA_DIR: '/proc/nope' }),
+      2,
+      /Cannot create the data directory \/proc\/nope/,
+    );
+    expectOneLine(
+      start({ REDIS_URL: 'redis://127.0.0.1:1' }),
+      2,
+      /blip2-bot start: The Redis store at redis:\/\/127\.0\.0\.1:1\/? cannot be used/,
+    );
+  });
+
+  it('start: Discord unreachable is one line without a stack trace (item 5)', () => {
+    const r = cli(['start'], {
+      env: {
+        BLIP2_MODEL_DIR: demo,
+        BLIP2_DATA_DIR: data,
+        DISCORD_TOKEN: 'MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.abcdefghijklmnopqrstuvwxyz012345',
+        DISCORD_API_URL: 'http://127.0.0.1:1/api',
+      },
+    });
+    expectOneLine(r, 1, /blip2-bot start: Could not connect to Discord/);
+  });
+
   it('start: invalid configuration exits 2 with every problem listed', () => {
     const r = cli(['start'], {
       env: { CACHE_STORE: 'floppy', CACHE_TTL_SECONDS: 'soon', DISCORD_TOKEN: '' },

@@ -15,7 +15,13 @@ import { ensureDemoModel } from '../../demo/demo-model.js';
 import { Blip2Engine } from '../../engine/engine.js';
 import { UserFacingError } from '../../errors.js';
 import { MANIFEST_FILE } from '../../model/graph-io.js';
-import { closeKeyv, createKeyv, describeStore } from '../../storage/keyv-store.js';
+import {
+  checkKeyv,
+  closeKeyv,
+  createKeyv,
+  describeStore,
+  StoreUnavailableError,
+} from '../../storage/keyv-store.js';
 import { createLogger, type Logger } from '../../util/logger.js';
 
 export const START_USAGE = `Usage: blip2-bot start [--local]
@@ -179,11 +185,16 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
   let core: ChatCore | undefined;
   let exitCode = 0;
   try {
-    engine = await loadEngine(config, logger, stderr);
-    const storeErrors = (e: unknown) => logger.warn('conversation store error', e);
+    // The store first: a bad BLIP2_DATA_DIR or an unreachable Redis is one clear line now, not warnings and
+    // "expired" answers later.
+    const storeErrors = (e: unknown) =>
+      logger.warn(`conversation store error: ${(e as Error)?.message ?? e}`);
     const conversations = createKeyv(config.store, 'conversations', { onError: storeErrors });
+    stores.push(conversations);
+    await checkKeyv(conversations, config.store);
     const handled = createKeyv(config.store, 'handled', { onError: storeErrors });
-    stores.push(conversations, handled);
+    stores.push(handled);
+    engine = await loadEngine(config, logger, stderr);
     core = new ChatCore({
       engine,
       conversations,
@@ -216,9 +227,16 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     const reason = await Promise.race([stop.promise, localDone.then(() => 'terminal chat ended')]);
     logger.info(`stopping (${reason})`);
   } catch (err) {
-    logger.error('the bot could not start', err);
-    stderr.write(`blip2-bot start: ${(err as Error).message}\n`);
-    exitCode = 1;
+    if (err instanceof UserFacingError) {
+      // Meant for people: the one line below says it all; the details (cause, stack) only at debug level.
+      logger.debug('the bot could not start', err);
+      stderr.write(`blip2-bot start: ${err.userMessage}\n`);
+      exitCode = err instanceof StoreUnavailableError ? 2 : 1;
+    } else {
+      logger.error('the bot could not start', err);
+      stderr.write(`blip2-bot start: ${(err as Error).message}\n`);
+      exitCode = 1;
+    }
   } finally {
     stop.cleanup();
     // Running answers finish (or are cancelled after the grace period) while the adapters can still post them.
