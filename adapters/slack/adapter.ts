@@ -4,7 +4,7 @@
  * returns at once (Bolt acknowledges within Slack's 3 seconds) and the answer is worked out in the background.
  */
 import type { AddressInfo } from 'node:net';
-import { App, LogLevel, webApi } from '@slack/bolt';
+import { App, LogLevel } from '@slack/bolt';
 import type { ChatHandler, ChatMessage, RunningAdapter } from '../../src/chat/types.js';
 import type { SlackConfig, SlackMode } from './config.js';
 import {
@@ -30,6 +30,7 @@ import {
 } from './messages.js';
 import { type SlackPostingClient, SlackThreadOutput, slackErrorCode } from './output.js';
 import { BoundedMap, compareSlackTs, OnceFilter } from './recent.js';
+import { SLACK_RETRY_POLICY } from './retry.js';
 import { plainTextFromSlack } from './text.js';
 
 export interface StartSlackAdapterOptions {
@@ -69,8 +70,8 @@ export async function startSlackAdapter({
   const apiUrl = config.apiUrl ?? 'https://slack.com/api/';
   const clientOptions = {
     ...(config.apiUrl ? { slackApiUrl: config.apiUrl } : {}),
-    // A Slack outage should not keep an answer pending for half an hour (the default policy).
-    retryConfig: webApi.retryPolicies.fiveRetriesInFiveMinutes,
+    // Retry-After is honoured exactly; other failures back off, for at most about five minutes (retry.ts).
+    retryConfig: SLACK_RETRY_POLICY,
   };
 
   const identity = await fetchSlackIdentity(config.botToken, {

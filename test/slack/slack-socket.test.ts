@@ -112,4 +112,27 @@ describe('Slack adapter in Socket Mode', () => {
     await adapter.stop();
     await emulator.waitFor(() => emulator.socketConnections === 0, 'the socket to close');
   });
+
+  it('honours Retry-After on 429s without adding its own backoff (item 11)', async () => {
+    adapter = await startSlackAdapter({ core: fixture.core, config: config(), logger: quiet });
+    await emulator.waitFor(() => emulator.socketConnections === 1, 'the Socket Mode connection');
+    const channel = 'C0SOCKET02';
+    const ts = emulator.nextTs();
+    const file = emulator.addFile({ name: 'cat.png', mimetype: 'image/png', bytes: images.cat });
+    const before = emulator.callsTo('chat.postMessage').length;
+    emulator.rateLimits.set('chat.postMessage', { times: 3, retryAfter: 1 });
+    await emulator.sendEnvelope(
+      'events_api',
+      mentionEvent(workspace, { channel, user: 'U0SAM', ts, files: [file] }),
+    );
+    await emulator.waitForReplies(channel, ts, 1, (text) => DEMO_MARK.test(text));
+    const posts = emulator.callsTo('chat.postMessage').slice(before);
+    expect(posts.length).toBeGreaterThanOrEqual(4);
+    // Three waits of Retry-After (1 s each) and nothing more; the client's own backoff made this 20 s or more.
+    const waited = posts[3]!.at - posts[0]!.at;
+    expect(waited).toBeGreaterThanOrEqual(2900);
+    expect(waited).toBeLessThan(5000);
+    await adapter.stop();
+    await emulator.waitFor(() => emulator.socketConnections === 0, 'the socket to close');
+  });
 });
