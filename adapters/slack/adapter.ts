@@ -31,7 +31,7 @@ import {
 import { type SlackPostingClient, SlackThreadOutput, slackErrorCode } from './output.js';
 import { BoundedMap, compareSlackTs, OnceFilter } from './recent.js';
 import { SLACK_RETRY_POLICY } from './retry.js';
-import { plainTextFromSlack } from './text.js';
+import { escapeForSlack, plainTextFromSlack } from './text.js';
 
 export interface StartSlackAdapterOptions {
   core: ChatHandler;
@@ -246,6 +246,18 @@ export async function startSlackAdapter({
   });
 
   app.command(config.commandName, async ({ command, ack, client, respond }) => {
+    // The allow-list first: an ack promising an answer that never comes, or a public refusal in someone's
+    // thread, is worse than a private "not enabled here" (or nothing, in ignore mode).
+    const access = core.access?.({
+      ...(command.team_id ? { server: command.team_id } : {}),
+      channel: command.channel_id,
+      user: command.user_id,
+    });
+    if (access && access.verdict !== 'allowed') {
+      log.info(`slack: ${config.commandName} from ${command.user_id} refused by the allow-list`);
+      await ack(access.verdict === 'tell' ? { response_type: 'ephemeral', text: access.refusal } : undefined);
+      return;
+    }
     const remembered = lastImages.get(command.channel_id);
     if (!remembered) {
       await ack({
@@ -259,7 +271,8 @@ export async function startSlackAdapter({
     }
     await ack({
       response_type: 'ephemeral',
-      text: `Looking at "${fileLabel(remembered.file)}", the latest image here; the answer will be in its thread.`,
+      // File names are the poster's text: escaped, so "<!channel>.png" is not a mention.
+      text: `Looking at "${escapeForSlack(fileLabel(remembered.file))}", the latest image here; the answer will be in its thread.`,
     });
     if (!once.claim(`command:${command.trigger_id}`)) return;
     dispatch(

@@ -75,6 +75,17 @@ export class ChatCore implements ChatHandler {
   }
 
   /** Whether a conversation has a picture the bot can still talk about (adapters use it to open a thread). */
+  access(who: Pick<ChatMessage, 'server' | 'channel' | 'user'>): {
+    verdict: 'allowed' | 'ignore' | 'tell';
+    refusal: string;
+  } {
+    const allowed = isAllowed({ ...who } as ChatMessage, this.settings.allowList);
+    return {
+      verdict: allowed ? 'allowed' : this.settings.allowList.mode === 'tell' ? 'tell' : 'ignore',
+      refusal: messages.notAllowed,
+    };
+  }
+
   async hasPicture(platform: ChatMessage['platform'], conversation: string): Promise<boolean> {
     return (await this.store.get(`${platform}:${conversation}`)) !== undefined;
   }

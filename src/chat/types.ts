@@ -55,6 +55,14 @@ export interface ChatOutput {
 /** What adapters call: the chat core (src/chat/core.ts) implements it. */
 export interface ChatHandler {
   handle(message: ChatMessage, output: ChatOutput): Promise<void>;
+  /**
+   * The allow-list's verdict before anything is said, for platforms that must acknowledge a command at once
+   * (Slack's /describe): `allowed`, `ignore` (say nothing) or `tell` (say `refusal`, privately).
+   */
+  access?(who: Pick<ChatMessage, 'server' | 'channel' | 'user'>): {
+    verdict: 'allowed' | 'ignore' | 'tell';
+    refusal: string;
+  };
 }
 
 /** A started platform adapter, so `blip2-bot start` can stop them all on SIGINT/SIGTERM. */
