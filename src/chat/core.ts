@@ -53,7 +53,9 @@ export class ChatCore implements ChatHandler {
   private readonly now: () => number;
   private readonly jobs = new Set<Promise<void>>();
   private readonly conversationTails = new Map<string, Promise<void>>();
-  private readonly shutdownController = new AbortController();
+  /** Every running request's controller, aborted at shutdown (one listener per request on a shared signal
+   * warned past 10 concurrent requests). */
+  private readonly running = new Set<AbortController>();
   private closing = false;
 
   constructor(options: ChatCoreOptions) {
@@ -120,7 +122,7 @@ export class ChatCore implements ChatHandler {
     clearTimeout(timer);
     if (outcome === 'timeout') {
       this.logger.info(`cancelling ${this.jobs.size} running request(s) for shutdown`);
-      this.shutdownController.abort(SHUTDOWN);
+      for (const controller of this.running) controller.abort(SHUTDOWN);
       await settle();
     }
   }
@@ -188,8 +190,7 @@ export class ChatCore implements ChatHandler {
     const controller = new AbortController();
     const started = this.now();
     const timer = setTimeout(() => controller.abort(TIMEOUT), this.settings.requestTimeoutMs);
-    const onShutdown = () => controller.abort(SHUTDOWN);
-    this.shutdownController.signal.addEventListener('abort', onShutdown);
+    this.running.add(controller);
     const stopTyping = keepTyping(output, this.settings.typingIntervalMs, this.logger);
     const reply = new Reply(output, this.logger);
     try {
@@ -203,7 +204,7 @@ export class ChatCore implements ChatHandler {
     } finally {
       stopTyping();
       clearTimeout(timer);
-      this.shutdownController.signal.removeEventListener('abort', onShutdown);
+      this.running.delete(controller);
     }
   }
 

@@ -50,6 +50,27 @@ beforeEach(() => {
 });
 
 describe('chat core', () => {
+  it('takes more than 10 concurrent requests without a MaxListenersExceededWarning (item 12)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const c = core();
+      const image = await pngBytes(3);
+      const outs = Array.from({ length: 14 }, () => new RecordingOutput());
+      await Promise.all(
+        outs.map((out, i) =>
+          c.handle(msg({ conversation: `many-${i}`, images: [new TestImage('p.png', image)] }), out),
+        ),
+      );
+      await new Promise((r) => setImmediate(r));
+      expect(outs.every((o) => o.messages.length > 0)).toBe(true);
+      expect(warnings).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('captions a picture sent without text, and says the demo model is random', async () => {
     const out = new RecordingOutput();
     await core().handle(msg({ images: [new TestImage('cat.png', await pngBytes(1))] }), out);
