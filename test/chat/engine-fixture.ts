@@ -26,6 +26,8 @@ export class RecordingEngine implements ImageQuestionEngine {
   readonly requests: GenerateRequest[] = [];
   readonly results: GenerateResult[] = [];
   readonly positions: number[] = [];
+  /** While set, generate() waits for it after recording the request: a test holds a job "running". */
+  gate: Promise<void> | undefined;
 
   constructor(readonly inner: ImageQuestionEngine) {}
 
@@ -46,6 +48,7 @@ export class RecordingEngine implements ImageQuestionEngine {
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {
     this.requests.push(request);
+    if (this.gate) await this.gate;
     const onQueuePosition = request.onQueuePosition;
     const result = await this.inner.generate({
       ...request,

@@ -361,15 +361,24 @@ describe('Discord adapter against the emulator', () => {
 
   it('finishes a running answer on stop before disconnecting', async () => {
     bot = await startTestBot(emulator, { sharedEngine: engine });
+    // The answer is held until the stop has begun, so the test fails unless stop really waits for it.
+    let release = () => {};
+    bot.engine.gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
     const source = emulator.userMessage({
       channelId: emulator.channels.general.id,
       mention: true,
       attachments: [{ name: 'a.png', contentType: 'image/png', bytes: await pngBytes(10) }],
     });
-    await emulator.waitFor('job started', () => bot!.core.activeJobs > 0 || answerIn(source.id));
+    await emulator.waitFor('job running', () => bot!.engine.requests.length > 0);
+    expect(answerIn(source.id)).toBeUndefined();
     const running = bot;
     bot = undefined;
-    await running.stop();
+    const stopping = running.stop();
+    await new Promise((r) => setTimeout(r, 200));
+    release();
+    await stopping;
     expect(answerIn(source.id)).toBeDefined();
   });
 });
