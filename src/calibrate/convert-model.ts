@@ -28,6 +28,9 @@ export async function convertModel(
 ): Promise<ConvertModelSummary> {
   const dtype = options.dtype ?? 'auto';
   // Placeholder until calibration lands: `auto` converts as `mixed`.
-  const summary = await convertCheckpoint(from, out, { ...options, dtype: dtype === 'auto' ? 'mixed' : dtype });
+  const summary = await convertCheckpoint(from, out, {
+    ...options,
+    dtype: dtype === 'auto' ? 'mixed' : dtype,
+  });
   return { ...summary, report: [] };
 }
