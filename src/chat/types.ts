@@ -48,6 +48,8 @@ export interface ChatOutput {
   readonly canEdit: boolean;
   send(text: string): Promise<PostedMessage>;
   edit(message: PostedMessage, text: string): Promise<void>;
+  /** Removes a posted message; where an edit fails, a stale queue notice is deleted instead. Optional. */
+  delete?(message: PostedMessage): Promise<void>;
   /** Shows a "working on it" signal; the core calls it again while a job runs. */
   showTyping(): Promise<void>;
 }

@@ -199,6 +199,36 @@ describe('chat core', () => {
     expect(fixture.engine.positions.length).toBeGreaterThan(0);
   });
 
+  it('deletes a queue notice it cannot edit, so no stale "#3 in line" stays behind the answer (item 10)', async () => {
+    class FailingEdits extends RecordingOutput {
+      deleted = 0;
+      override async edit(): Promise<void> {
+        throw new Error('cant_update_message');
+      }
+      async delete(posted: { id: string }): Promise<void> {
+        this.deleted++;
+        this.messages.splice(
+          this.messages.findIndex((m) => m.id === posted.id),
+          1,
+        );
+      }
+    }
+    const c = core();
+    const outs = Array.from({ length: 6 }, () => new FailingEdits());
+    const images = await Promise.all(outs.map((_, i) => pngBytes(60 + i)));
+    await Promise.all(
+      outs.map((out, i) =>
+        c.handle(msg({ conversation: `d${i}`, images: [new TestImage('d.png', images[i]!)] }), out),
+      ),
+    );
+    expect(outs.some((o) => o.deleted > 0)).toBe(true);
+    for (const out of outs) {
+      expect(out.messages).toHaveLength(1);
+      expect(out.all).toContain(DEMO_NOTICE);
+      expect(out.all).not.toMatch(/in line/);
+    }
+  });
+
   it('posts the queue position once where edits are impossible', async () => {
     const c = core();
     const outs = Array.from({ length: 4 }, () => new RecordingOutput(2000, false));

@@ -44,9 +44,15 @@ describe('model manifest and graph signatures', () => {
       /format version 2, but this blip2-bot reads version 1; convert the model again/,
     );
     expect(await readManifest(future)).toBeUndefined();
-    expect((await problemOf(variant('unfinished', (m) => void (m.complete = false)))).problem).toBe(
-      'incomplete',
-    );
+    expect(
+      (
+        await problemOf(
+          variant('unfinished', (m) => {
+            m.complete = false;
+          }),
+        )
+      ).problem,
+    ).toBe('incomplete');
     const damaged = await problemOf(
       variant('damaged', (m) => void delete (m.graphs as Record<string, unknown>).decoder),
     );

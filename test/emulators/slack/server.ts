@@ -454,6 +454,12 @@ export class SlackEmulator {
           },
         };
       }
+      case 'chat.delete': {
+        const index = this.messages.findIndex((m) => m.channel === channel && m.ts === args.ts);
+        if (index < 0) return { ok: false, error: 'message_not_found' };
+        this.messages.splice(index, 1);
+        return { ok: true, channel, ts: args.ts };
+      }
       case 'chat.update': {
         const message = this.messages.find((m) => m.channel === channel && m.ts === args.ts);
         if (!message) return { ok: false, error: 'message_not_found' };
