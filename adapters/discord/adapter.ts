@@ -34,6 +34,11 @@ export interface DiscordAdapterOptions {
   stopGraceMs?: number;
   /** Limit for the gateway handshake (READY and the guilds). */
   readyTimeoutMs?: number;
+  /**
+   * Called once when Discord closes the connection for good after start-up (a reset token: 4004; the Message
+   * Content intent switched off: 4014; …); discord.js does not reconnect then. The caller stops the bot.
+   */
+  onFatal?: (error: UserFacingError) => void;
 }
 
 export interface RunningDiscordAdapter extends RunningAdapter {
@@ -69,6 +74,14 @@ export async function startDiscordAdapter(options: DiscordAdapterOptions): Promi
   }
   const me = client.user!.id;
   logger.info(`connected to Discord as ${client.user!.tag} (${client.guilds.cache.size} server(s))`);
+  let fatal = false;
+  client.on('shardDisconnect', (event: { code: number }) => {
+    if (fatal) return;
+    fatal = true;
+    const explanation = explainFatalClose(event.code);
+    logger.error(explanation);
+    options.onFatal?.(new UserFacingError('discord_disconnected', explanation));
+  });
 
   const inflight = new Set<Promise<void>>();
   let accepting = true;
@@ -279,6 +292,24 @@ async function connect(
     throw err;
   }
   return client;
+}
+
+/** What an unrecoverable gateway close means, in the words used at start-up. */
+export function explainFatalClose(code: number): string {
+  if (code === 4004) {
+    return (
+      'Discord closed the connection: DISCORD_TOKEN is no longer valid (4004; the token was probably reset). ' +
+      'Copy a fresh token from the Developer Portal (your app → Bot → Reset Token) into .env and restart the bot.'
+    );
+  }
+  if (code === 4014) {
+    return (
+      'Discord closed the connection: the Message Content intent is no longer allowed (4014). Turn MESSAGE ' +
+      'CONTENT INTENT back on (https://discord.com/developers/applications → your app → Bot → Privileged Gateway ' +
+      'Intents) and restart the bot, which otherwise starts without it and needs mentions for follow-ups.'
+    );
+  }
+  return `Discord closed the connection for good (close code ${code}); restart the bot once the cause is fixed.`;
 }
 
 function explainLoginError(err: unknown): Error {

@@ -133,6 +133,26 @@ function stopRequested(signal: AbortSignal | undefined): { promise: Promise<stri
   return { promise, cleanup: () => cleanup() };
 }
 
+/** An adapter that lost its platform for good after start-up (Discord's fatal gateway closes). */
+function adapterFailure(): {
+  promise: Promise<string>;
+  report: (error: UserFacingError) => void;
+  error: UserFacingError | undefined;
+} {
+  let resolve: (reason: string) => void = () => {};
+  const state = {
+    promise: new Promise<string>((r) => {
+      resolve = r;
+    }),
+    error: undefined as UserFacingError | undefined,
+    report: (error: UserFacingError) => {
+      state.error ??= error;
+      resolve(error.code);
+    },
+  };
+  return state;
+}
+
 export async function startCommand(argv: string[], deps: StartDeps = {}): Promise<number> {
   const stdout = deps.stdout ?? process.stdout;
   const stderr = deps.stderr ?? process.stderr;
@@ -179,6 +199,7 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
 
   const logger = createLogger({ level: config.logLevel, secrets: config.secrets });
   const stop = stopRequested(deps.signal);
+  const failed = adapterFailure();
   const stores: Keyv[] = [];
   const adapters: RunningAdapter[] = [];
   let engine: Blip2Engine | undefined;
@@ -204,7 +225,9 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     });
 
     if (config.discord) {
-      adapters.push(await startDiscordAdapter({ core, config, logger: logger.child('discord') }));
+      adapters.push(
+        await startDiscordAdapter({ core, config, logger: logger.child('discord'), onFatal: failed.report }),
+      );
     }
     if (slack) {
       adapters.push(
@@ -224,8 +247,17 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     }
     deps.onReady?.({ core, adapters, demo: engine.demo });
     logger.info(`running: ${adapters.map((a) => a.name).join(', ')}; press Ctrl-C to stop`);
-    const reason = await Promise.race([stop.promise, localDone.then(() => 'terminal chat ended')]);
+    const reason = await Promise.race([
+      stop.promise,
+      localDone.then(() => 'terminal chat ended'),
+      failed.promise,
+    ]);
     logger.info(`stopping (${reason})`);
+    if (failed.error) {
+      // The orderly stop below still runs; the non-zero exit lets a service manager restart the bot.
+      stderr.write(`blip2-bot start: ${failed.error.userMessage}\n`);
+      exitCode = 1;
+    }
   } catch (err) {
     if (err instanceof UserFacingError) {
       // Meant for people: the one line below says it all; the details (cause, stack) only at debug level.

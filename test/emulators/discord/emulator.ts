@@ -116,6 +116,11 @@ export class DiscordEmulator {
     return this.gateway.identifies;
   }
 
+  /** Discord ends every gateway session with a close code (4004 token reset, 4014 intent switched off). */
+  closeGateway(code: number, reason = 'closed by the emulator'): void {
+    this.gateway.closeSessions(code, reason);
+  }
+
   private async listen(): Promise<void> {
     this.server = createServer((req, res) => {
       this.serve(req, res).catch((err) => {
