@@ -99,6 +99,8 @@ export async function startSlackAdapter({
   };
   const once = new OnceFilter();
   const lastImages = new BoundedMap<string, RememberedImage>(5000);
+  /** The file each conversation last got through /describe: a repeat goes without it (no second download). */
+  const describedFiles = new BoundedMap<string, string>(5000);
   /** Threads the bot has been asked into since it started, where a picture without a mention is for it too. */
   const joinedThreads = new BoundedMap<string, true>(20_000);
   const jobs = new Set<Promise<void>>();
@@ -275,6 +277,12 @@ export async function startSlackAdapter({
       text: `Looking at "${escapeForSlack(fileLabel(remembered.file))}", the latest image here; the answer will be in its thread.`,
     });
     if (!once.claim(`command:${command.trigger_id}`)) return;
+    const conversation = remembered.place.conversation;
+    const fileId = remembered.file.id;
+    const known =
+      describedFiles.get(conversation) === fileId &&
+      ((await core.hasPicture?.('slack', conversation)) ?? false);
+    describedFiles.set(conversation, fileId);
     dispatch(
       client,
       (files) =>
@@ -290,7 +298,7 @@ export async function startSlackAdapter({
           command.team_id,
           files,
         ),
-      [remembered.file],
+      known ? [] : [remembered.file],
       { place: remembered.place, reactTo: remembered.ts, addressed: true },
       (text) => respond({ response_type: 'ephemeral', text }),
     );

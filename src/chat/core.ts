@@ -267,7 +267,9 @@ export class ChatCore implements ChatHandler {
     await this.store.set(key, current);
     this.logger.info(
       `${message.platform} ${question ? 'question' : 'caption'} answered in ${Math.round(result.timings.totalMs)} ms` +
-        ` (queue ${Math.round(result.timings.queueMs)} ms, image ${result.imageCached ? 'cached' : 'encoded'})`,
+        // The picture is always encoded (or found in the cache) before generate, so `imageCached` is always true
+        // here: say where the picture came from instead.
+        ` (queue ${Math.round(result.timings.queueMs)} ms, picture ${message.images.length > 0 ? 'sent with this message' : 'from the conversation'})`,
     );
 
     const lines = [result.text.trim() || messages.emptyAnswer, ...notes];

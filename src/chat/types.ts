@@ -57,6 +57,8 @@ export interface ChatOutput {
 /** What adapters call: the chat core (src/chat/core.ts) implements it. */
 export interface ChatHandler {
   handle(message: ChatMessage, output: ChatOutput): Promise<void>;
+  /** Whether the conversation still has a picture (its encoding cached): a repeat need not send it again. */
+  hasPicture?(platform: ChatMessage['platform'], conversation: string): Promise<boolean>;
   /**
    * The allow-list's verdict before anything is said, for platforms that must acknowledge a command at once
    * (Slack's /describe): `allowed`, `ignore` (say nothing) or `tell` (say `refusal`, privately).

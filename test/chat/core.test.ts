@@ -4,6 +4,7 @@ import { ChatCore, type ChatCoreOptions } from '../../src/chat/core.js';
 import { DEMO_NOTICE, messages, usageHint } from '../../src/chat/messages.js';
 import type { ChatSettings } from '../../src/chat/settings.js';
 import type { ChatMessage, IncomingImage } from '../../src/chat/types.js';
+import { createLogger } from '../../src/util/logger.js';
 import { type EngineFixture, FAST_GENERATION, openTestEngine, RecordingEngine } from './engine-fixture.js';
 import { corruptJpegBytes, pngBytes, TestImage } from './images.js';
 import { RecordingOutput } from './recording-output.js';
@@ -50,6 +51,21 @@ beforeEach(() => {
 });
 
 describe('chat core', () => {
+  it('logs where the picture came from, not "cached" for a new one (item 12)', async () => {
+    const lines: string[] = [];
+    const c = core({}, { logger: createLogger({ level: 'info', write: (l) => lines.push(l) }) });
+    await c.handle(
+      msg({ conversation: 'log', images: [new TestImage('new.png', await pngBytes(90))] }),
+      new RecordingOutput(),
+    );
+    await c.handle(msg({ conversation: 'log', text: 'and now?' }), new RecordingOutput());
+    const answered = lines.filter((l) => l.includes('answered in'));
+    expect(answered).toHaveLength(2);
+    expect(answered[0]).toMatch(/picture sent with this message/);
+    expect(answered[1]).toMatch(/picture from the conversation/);
+    expect(answered.join('\n')).not.toMatch(/image cached/);
+  });
+
   it('takes more than 10 concurrent requests without a MaxListenersExceededWarning (item 12)', async () => {
     const warnings: string[] = [];
     const onWarning = (w: Error) => warnings.push(w.name);

@@ -182,4 +182,39 @@ describe('Slack adapter in Socket Mode', () => {
     expect(ack?.text).not.toContain('<!channel>');
     await emulator.waitForReplies(channel, ts, 1, (text) => DEMO_MARK.test(text));
   });
+
+  it('a repeated /describe on the same picture does not download it again (item 12)', async () => {
+    adapter = await startSlackAdapter({ core: fixture.core, config: config(), logger: quiet });
+    await emulator.waitFor(() => emulator.socketConnections === 1, 'the Socket Mode connection');
+    const channel = 'C0AGAIN';
+    const ts = emulator.nextTs();
+    const file = emulator.addFile({ name: 'again.png', mimetype: 'image/png', bytes: images.cat });
+    await emulator.sendEnvelope(
+      'events_api',
+      messageEvent(workspace, { channel, user: 'U0SAM', ts, files: [file] }),
+    );
+    const describe = (text: string) =>
+      emulator.sendEnvelope(
+        'slash_commands',
+        slashCommandFields(workspace, {
+          command: '/describe',
+          text,
+          channel,
+          user: 'U0SAM',
+          responseUrl: emulator.responseUrl(),
+        }),
+      );
+    const fetchesBefore = emulator.fileFetches.length;
+    await describe('');
+    await emulator.waitForReplies(channel, ts, 1, (text) => DEMO_MARK.test(text));
+    await adapter.idle();
+    const fetchesAfterFirst = emulator.fileFetches.length;
+    expect(fetchesAfterFirst).toBeGreaterThan(fetchesBefore);
+    await describe('what colour is it?');
+    await emulator.waitForReplies(channel, ts, 2, (text) => DEMO_MARK.test(text));
+    await adapter.idle();
+    expect(emulator.fileFetches.length).toBe(fetchesAfterFirst);
+    await adapter.stop();
+    await emulator.waitFor(() => emulator.socketConnections === 0, 'the socket to close');
+  });
 });
