@@ -181,7 +181,8 @@ export class ChatCore implements ChatHandler {
       await this.say(output, messages.questionTooLong(this.settings.maxQuestionChars));
       return;
     }
-    const wait = this.limiter.take(`${message.platform}:${message.user}`);
+    // The per-person limit protects a shared bot from one busy person; the terminal is the person running it.
+    const wait = message.platform === 'local' ? 0 : this.limiter.take(`${message.platform}:${message.user}`);
     if (wait > 0) {
       await this.say(output, messages.rateLimited(wait));
       return;

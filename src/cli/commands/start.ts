@@ -197,7 +197,10 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     local = true;
   }
 
-  const logger = createLogger({ level: config.logLevel, secrets: config.secrets });
+  // With the terminal chat on the same screen, info lines would interleave with the conversation: warnings only,
+  // unless LOG_LEVEL asks for more.
+  const level = local && !config.env.LOG_LEVEL ? 'warn' : config.logLevel;
+  const logger = createLogger({ level, secrets: config.secrets });
   const stop = stopRequested(deps.signal);
   const failed = adapterFailure();
   const stores: Keyv[] = [];
