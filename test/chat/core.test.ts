@@ -280,20 +280,28 @@ describe('chat core', () => {
     await small.close();
   });
 
-  it('limits each user to N requests a minute', async () => {
+  it('limits each user to N requests a minute, except the local terminal (item 15)', async () => {
     let now = 1_000_000;
     const c = core({ rateLimitPerMinute: 2 }, { now: () => now });
     const out = new RecordingOutput();
-    await c.handle(msg({ text: 'one', images: [new TestImage('a.png', await pngBytes(8))] }), out);
-    await c.handle(msg({ text: 'two' }), out);
-    await c.handle(msg({ text: 'three' }), out);
+    const on = (partial: Parameters<typeof msg>[0]) => msg({ platform: 'discord', ...partial });
+    await c.handle(on({ text: 'one', images: [new TestImage('a.png', await pngBytes(8))] }), out);
+    await c.handle(on({ text: 'two' }), out);
+    await c.handle(on({ text: 'three' }), out);
     expect(out.texts[2]).toMatch(/Please wait 60 s/);
-    await c.handle(msg({ text: 'other user', user: 'u2' }), out);
+    await c.handle(on({ text: 'other user', user: 'u2' }), out);
     expect(out.texts[3]).toContain(DEMO_NOTICE);
     now += 60_001;
-    await c.handle(msg({ text: 'four' }), out);
+    await c.handle(on({ text: 'four' }), out);
     expect(out.texts[4]).toContain(DEMO_NOTICE);
     expect(fixture.engine.requests.map((r) => r.question)).toEqual(['one', 'two', 'other user', 'four']);
+
+    // The person at the terminal runs the bot: no limit for them.
+    const local = new RecordingOutput();
+    await c.handle(msg({ conversation: 'term', images: [new TestImage('b.png', await pngBytes(8))] }), local);
+    for (const text of ['a', 'b', 'c']) await c.handle(msg({ conversation: 'term', text }), local);
+    expect(local.all).not.toMatch(/Please wait/);
+    expect(local.messages).toHaveLength(4);
   });
 
   it('ignores or tells people outside the allow-list, as configured', async () => {
