@@ -6,9 +6,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { GraphBuilder, MS_DOMAIN, TensorDataType } from '../src/convert/onnx/graph-builder.js';
 import { quantizeBlockwise } from '../src/convert/quantize.js';
+import { createSession, ort } from '../src/engine/ort.js';
 import { seededNormalArray } from './util.js';
 
 export type KernelKind = 'fp32' | 'nbits8' | 'nbits4' | 'dq8';
@@ -89,7 +89,7 @@ export async function measureKernel(
   const dir = mkdtempSync(join(tmpdir(), 'blip2-kernel-'));
   try {
     const path = buildKernel(dir, kind, m, k, n, options.blockSize ?? 32, options.accuracyLevel ?? 4);
-    const session = await ort.InferenceSession.create(path, {
+    const session = await createSession(path, {
       graphOptimizationLevel: 'all',
       ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
     });

@@ -1,4 +1,5 @@
 /** Public API of the blip2-bot package. */
+
 export {
   type ConvertModelOptions,
   type ConvertModelSummary,
@@ -13,6 +14,7 @@ export {
   readManifest,
 } from './convert/convert.js';
 export { writeSyntheticCheckpoint, writeTinyCheckpoint } from './convert/synthetic.js';
+export { DEFAULT_DEMO_DIR, ensureDemoModel } from './demo/demo-model.js';
 export type {
   GenerateRequest,
   GenerateResult,
@@ -30,10 +32,12 @@ export {
   RequestAbortedError,
   RequestTimeoutError,
 } from './engine/errors.js';
+export { readImageFile } from './engine/image-file.js';
 export { Blip2Model } from './engine/model.js';
 export { PREPROCESS_VERSION, parsePreprocessorConfig, preprocessImage } from './engine/preprocess.js';
 export { loadTokenizer } from './engine/tokenizer.js';
+export { UserFacingError } from './errors.js';
 export { type Blip2Config, resolveBlip2Config } from './model/config.js';
-export { DEFAULT_DEMO_DIR, ensureDemoModel } from './model/demo.js';
 export * from './model/graph-io.js';
 export * from './model/precision.js';
+export { FileReadError, type FileReadProblem } from './util/read-capped-file.js';

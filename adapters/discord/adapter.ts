@@ -2,6 +2,7 @@
  * The Discord adapter: turns mentions, thread follow-ups, DMs and `/describe` into ChatMessages for the chat
  * core, and the core's answers into thread posts, replies and interaction responses.
  */
+
 import { once } from 'node:events';
 import {
   ChannelType,
@@ -13,7 +14,8 @@ import {
 } from 'discord.js';
 import type { ChatHandler, ChatMessage, IncomingImage, RunningAdapter } from '../../src/chat/types.js';
 import type { BotConfig, DiscordConfig } from '../../src/config/config.js';
-import type { Logger } from '../../src/config/logger.js';
+import { UserFacingError } from '../../src/errors.js';
+import type { Logger } from '../../src/util/logger.js';
 import { toIncomingImage } from './attachments.js';
 import { createDiscordClient } from './client.js';
 import { DESCRIBE_COMMAND, IMAGE_OPTION, QUESTION_OPTION } from './commands.js';
@@ -32,6 +34,11 @@ export interface DiscordAdapterOptions {
   stopGraceMs?: number;
   /** Limit for the gateway handshake (READY and the guilds). */
   readyTimeoutMs?: number;
+  /**
+   * Called once when Discord closes the connection for good after start-up (a reset token: 4004; the Message
+   * Content intent switched off: 4014; …); discord.js does not reconnect then. The caller stops the bot.
+   */
+  onFatal?: (error: UserFacingError) => void;
 }
 
 export interface RunningDiscordAdapter extends RunningAdapter {
@@ -67,6 +74,14 @@ export async function startDiscordAdapter(options: DiscordAdapterOptions): Promi
   }
   const me = client.user!.id;
   logger.info(`connected to Discord as ${client.user!.tag} (${client.guilds.cache.size} server(s))`);
+  let fatal = false;
+  client.on('shardDisconnect', (event: { code: number }) => {
+    if (fatal) return;
+    fatal = true;
+    const explanation = explainFatalClose(event.code);
+    logger.error(explanation);
+    options.onFatal?.(new UserFacingError('discord_disconnected', explanation));
+  });
 
   const inflight = new Set<Promise<void>>();
   let accepting = true;
@@ -158,7 +173,10 @@ export async function startDiscordAdapter(options: DiscordAdapterOptions): Promi
     const inDm = !interaction.inGuild();
     const threadable = !inThread && !inDm && channelAllowsThreads(interaction);
 
-    let conversation = interaction.channelId;
+    // Where no thread can be opened the channel is shared: each person's conversation there is their own, as
+    // with mentions (one key per channel mixed different people's pictures and questions).
+    let conversation =
+      inThread || inDm ? interaction.channelId : `${interaction.channelId}:${interaction.user.id}`;
     let replyId: string | undefined;
     if (threadable) {
       // The reply becomes the thread's starter message, so its id is the conversation's id.
@@ -276,14 +294,35 @@ async function connect(
   return client;
 }
 
+/** What an unrecoverable gateway close means, in the words used at start-up. */
+export function explainFatalClose(code: number): string {
+  if (code === 4004) {
+    return (
+      'Discord closed the connection: DISCORD_TOKEN is no longer valid (4004; the token was probably reset). ' +
+      'Copy a fresh token from the Developer Portal (your app → Bot → Reset Token) into .env and restart the bot.'
+    );
+  }
+  if (code === 4014) {
+    return (
+      'Discord closed the connection: the Message Content intent is no longer allowed (4014). Turn MESSAGE ' +
+      'CONTENT INTENT back on (https://discord.com/developers/applications → your app → Bot → Privileged Gateway ' +
+      'Intents) and restart the bot, which otherwise starts without it and needs mentions for follow-ups.'
+    );
+  }
+  return `Discord closed the connection for good (close code ${code}); restart the bot once the cause is fixed.`;
+}
+
 function explainLoginError(err: unknown): Error {
   const message = String((err as Error)?.message ?? err);
   if (/TokenInvalid|invalid token|401|Authentication failed/i.test(message)) {
-    return new Error(
+    return new UserFacingError(
+      'discord_token',
       'Discord rejected DISCORD_TOKEN. Copy a fresh token from the Developer Portal (your app → Bot → Reset ' +
         'Token) into .env.',
       { cause: err },
     );
   }
-  return new Error(`Could not connect to Discord: ${message}`, { cause: err });
+  return new UserFacingError('discord_unreachable', `Could not connect to Discord: ${message}`, {
+    cause: err,
+  });
 }

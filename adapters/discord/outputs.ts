@@ -1,7 +1,7 @@
 /** The ChatOutputs of the Discord adapter: in a thread it opens, as a reply, or through an interaction. */
 import type { ChatInputCommandInteraction, Message, ThreadChannel } from 'discord.js';
 import type { ChatOutput, PostedMessage } from '../../src/chat/types.js';
-import type { Logger } from '../../src/config/logger.js';
+import type { Logger } from '../../src/util/logger.js';
 
 export const DISCORD_MESSAGE_LIMIT = 2000;
 

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { REST, Routes } from 'discord.js';
 import { ConfigError, type DiscordConfig, loadConfig } from '../../src/config/config.js';
-import { createLogger, type Logger } from '../../src/config/logger.js';
+import { createLogger, type Logger } from '../../src/util/logger.js';
 import { restBase } from './client.js';
 import { commandDefinitions } from './commands.js';
 

@@ -2,11 +2,9 @@
  * A terminal conversation through the same chat core as Discord and Slack, needing no tokens: `/image <path>`
  * sets the picture, then every line is a question about it.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { extname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { tooLarge } from '../../src/chat/download.js';
 import type {
   ChatHandler,
   ChatMessage,
@@ -15,14 +13,19 @@ import type {
   PostedMessage,
   RunningAdapter,
 } from '../../src/chat/types.js';
-import type { Logger } from '../../src/config/logger.js';
+import { UserFacingError } from '../../src/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import { checkFile, readCappedFile } from '../../src/util/read-capped-file.js';
 
 export const LOCAL_HELP = `Commands:
   /image <path>   talk about this picture (a caption comes first)
-  <question>      ask about the current picture; press Enter on an empty line for a caption
+  <question>      ask about the current picture
+  /caption        describe the current picture again
   /new            forget the conversation
   /help           this text
   /quit           leave (or Ctrl-D)`;
+
+const PROMPT = 'you> ';
 
 const IMAGE_TYPES: Record<string, string> = {
   '.png': 'image/png',
@@ -43,6 +46,8 @@ export interface LocalAdapterOptions {
   output?: NodeJS.WritableStream;
   /** Print the banner and help first (default true). */
   greet?: boolean;
+  /** A picture to start with, as if the person had typed `/image <path>` (`blip2-bot chat --image`). */
+  image?: string;
 }
 
 export interface RunningLocalAdapter extends RunningAdapter {
@@ -53,18 +58,14 @@ export interface RunningLocalAdapter extends RunningAdapter {
 /** A picture on disk, as the chat core sees an attachment. */
 export async function fileImage(path: string): Promise<IncomingImage> {
   const full = resolve(path.replace(/^~(?=$|\/)/, homedir()));
-  const info = await stat(full);
-  if (!info.isFile()) throw new Error(`${path} is not a file`);
+  // Any size passes here: the chat core compares `size` with its own limit and says "too large" politely.
+  const size = await checkFile(full, { maxBytes: Number.MAX_SAFE_INTEGER, what: 'picture' });
   const type = IMAGE_TYPES[extname(full).toLowerCase()];
   return {
     name: full.split(/[\\/]/).pop() ?? full,
     ...(type ? { contentType: type } : {}),
-    size: info.size,
-    async download(maxBytes) {
-      const bytes = await readFile(full);
-      if (bytes.byteLength > maxBytes) throw tooLarge(full, maxBytes, bytes.byteLength);
-      return new Uint8Array(bytes);
-    },
+    size,
+    download: (maxBytes) => readCappedFile(full, { maxBytes, what: 'picture' }),
   };
 }
 
@@ -92,6 +93,8 @@ export async function startLocalAdapter(options: LocalAdapterOptions): Promise<R
   const out = options.output ?? process.stdout;
   const output = new TerminalOutput(out);
   const rl = createInterface({ input, terminal: false });
+  // Iterating from the start keeps lines that arrive (from a pipe) while the first picture is being read.
+  const lines = rl[Symbol.asyncIterator]();
   let conversation = `terminal-${Date.now()}`;
   let counter = 0;
   let stopped = false;
@@ -111,36 +114,52 @@ export async function startLocalAdapter(options: LocalAdapterOptions): Promise<R
     return options.core.handle(message, output);
   };
 
+  const usePicture = async (path: string) => {
+    try {
+      await ask('', [await fileImage(path)]);
+    } catch (err) {
+      out.write(
+        `${err instanceof UserFacingError ? err.userMessage : `Cannot read ${path}: ${(err as Error).message}`}\n`,
+      );
+    }
+  };
+
   const loop = async () => {
+    if (options.image) await usePicture(options.image);
+    out.write(PROMPT);
     // Lines are handled one at a time, in order, so answers never interleave.
-    for await (const raw of rl) {
+    for await (const raw of { [Symbol.asyncIterator]: () => lines }) {
       if (stopped) break;
       const line = raw.trim();
       if (line === '/quit' || line === '/exit') break;
-      if (line === '/help') {
-        out.write(`${LOCAL_HELP}\n`);
-      } else if (line === '/new') {
-        conversation = `terminal-${Date.now()}`;
-        out.write('(conversation forgotten; set a picture with /image <path>)\n');
-      } else if (line.startsWith('/image')) {
-        const path = line
-          .slice('/image'.length)
-          .trim()
-          .replace(/^(['"])(.*)\1$/, '$2');
-        if (!path) {
-          out.write('Usage: /image <path to a picture>\n');
-          continue;
-        }
-        try {
-          await ask('', [await fileImage(path)]);
-        } catch (err) {
-          out.write(`Cannot read ${path}: ${(err as Error).message}\n`);
-        }
-      } else if (line.startsWith('/')) {
-        out.write(`Unknown command ${line.split(/\s/)[0]}. ${LOCAL_HELP}\n`);
-      } else {
-        await ask(line, []);
+      await handleLine(line);
+      out.write(PROMPT);
+    }
+  };
+
+  const handleLine = async (line: string) => {
+    if (line === '') return;
+    if (line === '/caption') {
+      await ask('', []);
+    } else if (line === '/help') {
+      out.write(`${LOCAL_HELP}\n`);
+    } else if (line === '/new') {
+      conversation = `terminal-${Date.now()}`;
+      out.write('(conversation forgotten; set a picture with /image <path>)\n');
+    } else if (line.startsWith('/image')) {
+      const path = line
+        .slice('/image'.length)
+        .trim()
+        .replace(/^(['"])(.*)\1$/, '$2');
+      if (!path) {
+        out.write('Usage: /image <path to a picture>\n');
+        return;
       }
+      await usePicture(path);
+    } else if (line.startsWith('/')) {
+      out.write(`Unknown command ${line.split(/\s/)[0]}. ${LOCAL_HELP}\n`);
+    } else {
+      await ask(line, []);
     }
   };
   const done = loop()

@@ -4,7 +4,7 @@
  * returns at once (Bolt acknowledges within Slack's 3 seconds) and the answer is worked out in the background.
  */
 import type { AddressInfo } from 'node:net';
-import { App, LogLevel, webApi } from '@slack/bolt';
+import { App, LogLevel } from '@slack/bolt';
 import type { ChatHandler, ChatMessage, RunningAdapter } from '../../src/chat/types.js';
 import type { SlackConfig, SlackMode } from './config.js';
 import {
@@ -30,7 +30,8 @@ import {
 } from './messages.js';
 import { type SlackPostingClient, SlackThreadOutput, slackErrorCode } from './output.js';
 import { BoundedMap, compareSlackTs, OnceFilter } from './recent.js';
-import { plainTextFromSlack } from './text.js';
+import { SLACK_RETRY_POLICY } from './retry.js';
+import { escapeForSlack, plainTextFromSlack } from './text.js';
 
 export interface StartSlackAdapterOptions {
   core: ChatHandler;
@@ -69,8 +70,8 @@ export async function startSlackAdapter({
   const apiUrl = config.apiUrl ?? 'https://slack.com/api/';
   const clientOptions = {
     ...(config.apiUrl ? { slackApiUrl: config.apiUrl } : {}),
-    // A Slack outage should not keep an answer pending for half an hour (the default policy).
-    retryConfig: webApi.retryPolicies.fiveRetriesInFiveMinutes,
+    // Retry-After is honoured exactly; other failures back off, for at most about five minutes (retry.ts).
+    retryConfig: SLACK_RETRY_POLICY,
   };
 
   const identity = await fetchSlackIdentity(config.botToken, {
@@ -98,6 +99,8 @@ export async function startSlackAdapter({
   };
   const once = new OnceFilter();
   const lastImages = new BoundedMap<string, RememberedImage>(5000);
+  /** The file each conversation last got through /describe: a repeat goes without it (no second download). */
+  const describedFiles = new BoundedMap<string, string>(5000);
   /** Threads the bot has been asked into since it started, where a picture without a mention is for it too. */
   const joinedThreads = new BoundedMap<string, true>(20_000);
   const jobs = new Set<Promise<void>>();
@@ -245,6 +248,18 @@ export async function startSlackAdapter({
   });
 
   app.command(config.commandName, async ({ command, ack, client, respond }) => {
+    // The allow-list first: an ack promising an answer that never comes, or a public refusal in someone's
+    // thread, is worse than a private "not enabled here" (or nothing, in ignore mode).
+    const access = core.access?.({
+      ...(command.team_id ? { server: command.team_id } : {}),
+      channel: command.channel_id,
+      user: command.user_id,
+    });
+    if (access && access.verdict !== 'allowed') {
+      log.info(`slack: ${config.commandName} from ${command.user_id} refused by the allow-list`);
+      await ack(access.verdict === 'tell' ? { response_type: 'ephemeral', text: access.refusal } : undefined);
+      return;
+    }
     const remembered = lastImages.get(command.channel_id);
     if (!remembered) {
       await ack({
@@ -258,9 +273,16 @@ export async function startSlackAdapter({
     }
     await ack({
       response_type: 'ephemeral',
-      text: `Looking at "${fileLabel(remembered.file)}", the latest image here; the answer will be in its thread.`,
+      // File names are the poster's text: escaped, so "<!channel>.png" is not a mention.
+      text: `Looking at "${escapeForSlack(fileLabel(remembered.file))}", the latest image here; the answer will be in its thread.`,
     });
     if (!once.claim(`command:${command.trigger_id}`)) return;
+    const conversation = remembered.place.conversation;
+    const fileId = remembered.file.id;
+    const known =
+      describedFiles.get(conversation) === fileId &&
+      ((await core.hasPicture?.('slack', conversation)) ?? false);
+    describedFiles.set(conversation, fileId);
     dispatch(
       client,
       (files) =>
@@ -276,7 +298,7 @@ export async function startSlackAdapter({
           command.team_id,
           files,
         ),
-      [remembered.file],
+      known ? [] : [remembered.file],
       { place: remembered.place, reactTo: remembered.ts, addressed: true },
       (text) => respond({ response_type: 'ephemeral', text }),
     );

@@ -2,6 +2,7 @@
  * Slack settings, read once from the environment by `slackConfigFromEnv` and passed down. Error messages name the
  * variable to fix and never echo a token.
  */
+import { UserFacingError } from '../../src/errors.js';
 
 export type SlackMode = 'socket' | 'http';
 
@@ -35,8 +36,11 @@ export const SLACK_DEFAULTS = {
   shutdownGraceMs: 10_000,
 } as const;
 
-export class SlackConfigError extends Error {
+export class SlackConfigError extends UserFacingError {
   override name = 'SlackConfigError';
+  constructor(message: string) {
+    super('slack_config', message);
+  }
 }
 
 function read(env: NodeJS.ProcessEnv, name: string): string | undefined {

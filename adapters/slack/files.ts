@@ -4,8 +4,8 @@
  * file that is not an image becomes a message the person can act on instead of bytes for the decoder.
  */
 import { DownloadError, readCapped, tooLarge } from '../../src/chat/download.js';
+import { ImageError, InputError } from '../../src/chat/errors.js';
 import type { IncomingImage } from '../../src/chat/types.js';
-import { ImageError, InputError } from '../../src/engine/errors.js';
 import { sniffFile } from './sniff.js';
 
 /** The fields of a Slack file object the adapter uses. */

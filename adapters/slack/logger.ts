@@ -4,6 +4,7 @@
  */
 import { format } from 'node:util';
 import { type Logger as BoltLogger, LogLevel } from '@slack/bolt';
+import { MIN_SECRET_CHARS, redact } from '../../src/util/logger.js';
 
 export interface SlackAdapterLogger {
   debug?(message: string): void;
@@ -12,20 +13,15 @@ export interface SlackAdapterLogger {
   error(message: string): void;
 }
 
-const TOKEN_PATTERN = /\b(?:xox[a-z]|xapp)-[A-Za-z0-9-]+/g;
-
-/** Removes Slack tokens (by shape) and the given secrets (by value) from a log line. */
-export function redact(text: string, secrets: readonly string[] = []): string {
-  let out = text.replace(TOKEN_PATTERN, '[redacted]');
-  for (const secret of secrets) if (secret.length >= 8) out = out.replaceAll(secret, '[redacted]');
-  return out;
-}
+/** The bot's one redaction (src/util/logger.ts), re-exported for the adapter's tests. */
+export { redact };
 
 /** Wraps a logger so every line is redacted first. */
 export function redactingLogger(
   base: SlackAdapterLogger,
-  secrets: readonly string[],
+  configured: readonly string[],
 ): Required<SlackAdapterLogger> {
+  const secrets = configured.filter((s) => s.length >= MIN_SECRET_CHARS);
   return {
     debug: (message) => base.debug?.(redact(message, secrets)),
     info: (message) => base.info(redact(message, secrets)),

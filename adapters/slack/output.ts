@@ -16,6 +16,7 @@ export interface SlackPostingClient {
       unfurl_media?: boolean;
     }): Promise<{ ts?: string }>;
     update(args: { channel: string; ts: string; text: string }): Promise<unknown>;
+    delete(args: { channel: string; ts: string }): Promise<unknown>;
   };
   reactions: {
     add(args: { channel: string; timestamp: string; name: string }): Promise<unknown>;
@@ -87,6 +88,11 @@ export class SlackThreadOutput implements ChatOutput {
     const [first = '', ...rest] = splitForSlack(escapeForSlack(text), this.maxMessageLength);
     await this.client.chat.update({ channel: this.target.channel, ts: message.id, text: first });
     for (const piece of rest) await this.#post(piece);
+  }
+
+  /** Removes a message the bot posted (a queue notice that could not be edited into the answer). */
+  async delete(message: PostedMessage): Promise<void> {
+    await this.client.chat.delete({ channel: this.target.channel, ts: message.id });
   }
 
   /** Adds the hourglass once; later calls (the core repeats them while a job runs) cost nothing. */

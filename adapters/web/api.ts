@@ -6,8 +6,12 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ChatCore } from '../../src/chat/core.js';
-import type { ChatMessage, IncomingImage } from '../../src/chat/types.js';
-import type { GenerationOptions, ImageQuestionEngine } from '../../src/engine/api.js';
+import type {
+  ChatMessage,
+  GenerationOptions,
+  ImageQuestionEngine,
+  IncomingImage,
+} from '../../src/chat/types.js';
 import { type Answered, type AskHooks, ask } from './ask.js';
 import {
   errorBody,

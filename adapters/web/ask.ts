@@ -4,8 +4,8 @@
  */
 import type { ChatCore } from '../../src/chat/core.js';
 import { DownloadError } from '../../src/chat/download.js';
+import { ImageError, InputError, QueueFullError } from '../../src/chat/errors.js';
 import type { ChatEvent, ChatMessage, ChatOutput, PostedMessage } from '../../src/chat/types.js';
-import { ImageError, InputError, QueueFullError } from '../../src/engine/errors.js';
 import { HttpError } from './http.js';
 
 export type Answered = Extract<ChatEvent, { type: 'answered' }>;

@@ -3,18 +3,19 @@
  * body reader that refuses too much before (Content-Length) and while (streamed bytes) reading.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { formatBytes } from '../../src/chat/download.js';
+import { UserFacingError } from '../../src/errors.js';
+import { formatBytes } from '../../src/util/bytes.js';
 
 /** An answer other than 200, with the `{ error: { code, message } }` body every API error has. */
-export class HttpError extends Error {
+export class HttpError extends UserFacingError {
   override name = 'HttpError';
   constructor(
     readonly status: number,
-    readonly code: string,
-    readonly userMessage: string,
+    code: string,
+    userMessage: string,
     readonly headers: Record<string, string> = {},
   ) {
-    super(userMessage);
+    super(code, userMessage);
   }
 }
 

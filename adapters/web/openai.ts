@@ -8,8 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ChatCore } from '../../src/chat/core.js';
-import type { IncomingImage } from '../../src/chat/types.js';
-import type { GenerationOptions, ImageQuestionEngine, Turn } from '../../src/engine/api.js';
+import type { GenerationOptions, ImageQuestionEngine, IncomingImage, Turn } from '../../src/chat/types.js';
 import { type Answered, ask } from './ask.js';
 import {
   errorBody,

@@ -6,10 +6,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type Keyv from 'keyv';
 import type { ChatCore } from '../../src/chat/core.js';
-import type { RunningAdapter } from '../../src/chat/types.js';
+import type { ImageQuestionEngine, RunningAdapter } from '../../src/chat/types.js';
 import type { WebConfig } from '../../src/config/config.js';
-import type { Logger } from '../../src/config/logger.js';
-import type { ImageQuestionEngine } from '../../src/engine/api.js';
+import { UserFacingError } from '../../src/errors.js';
+import type { Logger } from '../../src/util/logger.js';
 import { ConversationApi } from './api.js';
 import { refusalToHttp } from './ask.js';
 import { RequestGuard } from './guard.js';
@@ -155,11 +155,10 @@ export async function startWebAdapter(options: WebAdapterOptions): Promise<Runni
           return;
         }
         // An image error or the like thrown before the core was asked (decoding base64, a too-large data URL).
-        const userMessage = (err as { userMessage?: unknown } | null)?.userMessage;
-        if (typeof userMessage === 'string') {
+        if (err instanceof UserFacingError) {
           sendError(
             res,
-            refusalToHttp({ type: 'refused', reason: 'rejected', message: userMessage, error: err }),
+            refusalToHttp({ type: 'refused', reason: 'rejected', message: err.userMessage, error: err }),
             openaiStyle,
           );
           return;

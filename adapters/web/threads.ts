@@ -4,7 +4,7 @@
  * image key and the turns the model sees); this is only the transcript.
  */
 import type Keyv from 'keyv';
-import type { Timings } from '../../src/engine/api.js';
+import type { Timings } from '../../src/chat/types.js';
 
 export interface ThreadTurn {
   /** null for the caption that opens a thread. */

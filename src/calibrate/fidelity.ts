@@ -6,7 +6,7 @@
  * Random weights amplify any perturbation through a deep stack, so end-to-end agreement is a figure to report
  * for real weights, not the rule that picks kernels (that is per MatMul, choose-kernel.ts).
  */
-import type * as ort from 'onnxruntime-node';
+import type { ort } from '../engine/ort.js';
 import type { Blip2Config } from '../model/config.js';
 import {
   DECODER_IO,

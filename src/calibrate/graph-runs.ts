@@ -5,7 +5,7 @@
  * input comes back as an extra output) and the converted model it is compared with.
  */
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import { createSession, ort } from '../engine/ort.js';
 import { type Blip2Config, t5Config } from '../model/config.js';
 import {
   CROSS_KV_IO,
@@ -82,7 +82,7 @@ export async function withGraph<T>(
   fn: (run: (feeds: Feeds) => Promise<Outputs>) => Promise<T>,
   taps?: TapStore,
 ): Promise<T> {
-  const session = await ort.InferenceSession.create(join(dir, GRAPH_FILES[graph]), {
+  const session = await createSession(join(dir, GRAPH_FILES[graph]), {
     graphOptimizationLevel: 'all',
     enableCpuMemArena: false,
   });

@@ -12,7 +12,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { matMulNode, type PreparedWeights } from '../convert/layers.js';
 import { GraphBuilder, TensorDataType } from '../convert/onnx/graph-builder.js';
 import {
@@ -21,6 +20,7 @@ import {
   quantizeBlockwise,
   quantizePerChannel,
 } from '../convert/quantize.js';
+import { createSession, ort } from '../engine/ort.js';
 import type { Kernel } from '../model/precision.js';
 
 export interface KernelErrors {
@@ -101,7 +101,7 @@ export async function measureKernels(
     const names = ['int8-dynamic', 'nbits4-a8', 'nbits8-a8', ...new Set(Object.values(TWIN))];
     const vsFp32 = new Map(names.map((name) => [name, new ErrorSum()]));
     const vsTwin = new Map(names.map((name) => [name, new ErrorSum()]));
-    const session = await ort.InferenceSession.create(path, {
+    const session = await createSession(path, {
       graphOptimizationLevel: 'all',
       enableCpuMemArena: false,
     });

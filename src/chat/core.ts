@@ -3,9 +3,10 @@
  * keyv, asks the engine and answers through the adapter's `ChatOutput`. No platform type appears here.
  */
 import type Keyv from 'keyv';
-import { type Logger, silentLogger } from '../config/logger.js';
 import type { EncodeImageResult, GenerateResult, ImageQuestionEngine } from '../engine/api.js';
 import { ImageError, RequestAbortedError, RequestTimeoutError } from '../engine/errors.js';
+import { UserFacingError } from '../errors.js';
+import { type Logger, silentLogger } from '../util/logger.js';
 import { isAllowed } from './allow-list.js';
 import { type ConversationState, ConversationStore } from './conversation-store.js';
 import { MessageDeduper } from './dedupe.js';
@@ -53,9 +54,9 @@ function report(output: ChatOutput, event: ChatEvent): void {
   }
 }
 
+/** Errors meant for people (src/errors.ts) are shown as they are; anything else gets the generic apology. */
 function userMessageOf(err: unknown): string | undefined {
-  const message = (err as { userMessage?: unknown } | null)?.userMessage;
-  return typeof message === 'string' && message ? message : undefined;
+  return err instanceof UserFacingError && err.userMessage ? err.userMessage : undefined;
 }
 
 export class ChatCore implements ChatHandler {
@@ -68,7 +69,9 @@ export class ChatCore implements ChatHandler {
   private readonly now: () => number;
   private readonly jobs = new Set<Promise<void>>();
   private readonly conversationTails = new Map<string, Promise<void>>();
-  private readonly shutdownController = new AbortController();
+  /** Every running request's controller, aborted at shutdown (one listener per request on a shared signal
+   * warned past 10 concurrent requests). */
+  private readonly running = new Set<AbortController>();
   private closing = false;
 
   constructor(options: ChatCoreOptions) {
@@ -90,6 +93,17 @@ export class ChatCore implements ChatHandler {
   }
 
   /** Whether a conversation has a picture the bot can still talk about (adapters use it to open a thread). */
+  access(who: Pick<ChatMessage, 'server' | 'channel' | 'user'>): {
+    verdict: 'allowed' | 'ignore' | 'tell';
+    refusal: string;
+  } {
+    const allowed = isAllowed({ ...who } as ChatMessage, this.settings.allowList);
+    return {
+      verdict: allowed ? 'allowed' : this.settings.allowList.mode === 'tell' ? 'tell' : 'ignore',
+      refusal: messages.notAllowed,
+    };
+  }
+
   async hasPicture(platform: ChatMessage['platform'], conversation: string): Promise<boolean> {
     return (await this.store.get(`${platform}:${conversation}`)) !== undefined;
   }
@@ -137,7 +151,7 @@ export class ChatCore implements ChatHandler {
     clearTimeout(timer);
     if (outcome === 'timeout') {
       this.logger.info(`cancelling ${this.jobs.size} running request(s) for shutdown`);
-      this.shutdownController.abort(SHUTDOWN);
+      for (const controller of this.running) controller.abort(SHUTDOWN);
       await settle();
     }
   }
@@ -201,7 +215,8 @@ export class ChatCore implements ChatHandler {
       );
       return;
     }
-    const wait = this.limiter.take(`${message.platform}:${message.user}`);
+    // The per-person limit protects a shared bot from one busy person; the terminal is the person running it.
+    const wait = message.platform === 'local' ? 0 : this.limiter.take(`${message.platform}:${message.user}`);
     if (wait > 0) {
       await this.refuse(output, 'rate_limited', messages.rateLimited(wait), { retryAfterMs: wait });
       return;
@@ -210,8 +225,7 @@ export class ChatCore implements ChatHandler {
     const controller = new AbortController();
     const started = this.now();
     const timer = setTimeout(() => controller.abort(TIMEOUT), this.settings.requestTimeoutMs);
-    const onShutdown = () => controller.abort(SHUTDOWN);
-    this.shutdownController.signal.addEventListener('abort', onShutdown);
+    this.running.add(controller);
     const stopTyping = keepTyping(output, this.settings.typingIntervalMs, this.logger);
     const reply = new Reply(output, this.logger);
     try {
@@ -242,7 +256,7 @@ export class ChatCore implements ChatHandler {
     } finally {
       stopTyping();
       clearTimeout(timer);
-      this.shutdownController.signal.removeEventListener('abort', onShutdown);
+      this.running.delete(controller);
     }
   }
 
@@ -335,7 +349,9 @@ export class ChatCore implements ChatHandler {
     await this.store.set(key, current);
     this.logger.info(
       `${message.platform} ${question ? 'question' : 'caption'} answered in ${Math.round(result.timings.totalMs)} ms` +
-        ` (queue ${Math.round(result.timings.queueMs)} ms, image ${result.imageCached ? 'cached' : 'encoded'})`,
+        // The picture is always encoded (or found in the cache) before generate, so `imageCached` is always true
+        // here: say where the picture came from instead.
+        ` (queue ${Math.round(result.timings.queueMs)} ms, picture ${message.images.length > 0 ? 'sent with this message' : 'from the conversation'})`,
     );
 
     if (result.droppedTurns > 0) notes.push(messages.droppedTurns(result.droppedTurns));

@@ -2,24 +2,18 @@
  * Attachment checks and a capped download, shared by the adapters: the declared type and size are checked before
  * any byte is fetched, and the download stops as soon as the cap is passed.
  */
+
 import { ImageError } from '../engine/errors.js';
+import { UserFacingError } from '../errors.js';
+import { formatBytes } from '../util/bytes.js';
 import type { IncomingImage } from './types.js';
 
 /** A download that failed for a reason other than the image itself (network, HTTP status). */
-export class DownloadError extends Error {
+export class DownloadError extends UserFacingError {
   override name = 'DownloadError';
-  constructor(
-    readonly userMessage: string,
-    options?: { cause?: unknown },
-  ) {
-    super(userMessage, options);
+  constructor(userMessage: string, options?: { cause?: unknown }) {
+    super('download', userMessage, options);
   }
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(bytes >= 10 * 1024 * 1024 ? 0 : 1)} MB`;
-  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KB`;
-  return `${bytes} bytes`;
 }
 
 export function tooLarge(name: string, maxBytes: number, size?: number): ImageError {
@@ -70,7 +64,7 @@ export async function downloadWithCap(url: string, options: DownloadOptions): Pr
     });
   } catch (err) {
     // An injected fetch may refuse with its own polite reason (the web adapter's URL checks): keep it.
-    const ownMessage = typeof (err as { userMessage?: unknown } | null)?.userMessage === 'string';
+    const ownMessage = err instanceof UserFacingError;
     if (options.signal?.aborted || ownMessage) throw err;
     throw new DownloadError(`I couldn't download "${name}". Please try sending it again.`, { cause: err });
   }

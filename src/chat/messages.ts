@@ -1,5 +1,4 @@
 /** Everything the bot says that is not a model answer, in one place so the tone stays consistent. */
-import { formatBytes } from './download.js';
 import type { Platform } from './types.js';
 
 export const DEMO_NOTICE =
@@ -37,5 +36,4 @@ export const messages = {
   droppedTurns: (count: number) =>
     `(Our conversation got long, so I no longer take the oldest ${count === 1 ? 'exchange' : `${count} exchanges`} into account.)`,
   questionTooLong: (max: number) => `That question is too long; please keep it under ${max} characters.`,
-  imageTooLarge: (maxBytes: number) => `That image is larger than the ${formatBytes(maxBytes)} I accept.`,
 };

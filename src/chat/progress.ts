@@ -1,5 +1,5 @@
 /** The signals a person sees while their request waits or runs: the typing indicator and the queue position. */
-import type { Logger } from '../config/logger.js';
+import type { Logger } from '../util/logger.js';
 import { messages } from './messages.js';
 import type { ChatOutput, PostedMessage } from './types.js';
 

@@ -1,11 +1,12 @@
-import type { Logger } from '../config/logger.js';
+import type { Logger } from '../util/logger.js';
 import { QueueNotice } from './progress.js';
 import { splitMessage } from './split.js';
 import type { ChatOutput } from './types.js';
 
 /**
  * The one answer to one message. A queue notice posted while waiting is turned into the answer (or the error)
- * by an edit where the platform allows it, so the thread is not left with a stale "you are #3".
+ * by an edit where the platform allows it, or deleted when that edit fails, so the thread is not left with a
+ * stale "you are #3".
  */
 export class Reply {
   readonly notice: QueueNotice;
@@ -35,7 +36,16 @@ export class Reply {
           first = false;
           continue;
         } catch (err) {
-          this.logger.debug('could not edit the queue notice; sending the answer instead', err);
+          // The answer goes out as a new message; the "you're #3 in line" notice must not stay behind it.
+          this.logger.debug(
+            'could not edit the queue notice; deleting it and sending the answer instead',
+            err,
+          );
+          await this.output
+            .delete?.(placeholder)
+            .catch((e) =>
+              this.logger.warn(`could not delete a stale queue notice: ${(e as Error)?.message ?? e}`),
+            );
         }
       }
       first = false;

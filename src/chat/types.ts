@@ -4,6 +4,10 @@
  */
 import type { GenerateResult, GenerationOptions, Turn } from '../engine/api.js';
 
+// The engine's request and result types an adapter may need (the web API passes generation options through),
+// re-exported so adapters depend on the chat layer only.
+export type { GenerationOptions, ImageQuestionEngine, Timings, Turn } from '../engine/api.js';
+
 export type Platform = 'discord' | 'slack' | 'local' | 'web';
 
 /** An image attached to a message, not yet downloaded. */
@@ -56,6 +60,8 @@ export interface ChatOutput {
   readonly canEdit: boolean;
   send(text: string): Promise<PostedMessage>;
   edit(message: PostedMessage, text: string): Promise<void>;
+  /** Removes a posted message; where an edit fails, a stale queue notice is deleted instead. Optional. */
+  delete?(message: PostedMessage): Promise<void>;
   /** Shows a "working on it" signal; the core calls it again while a job runs. */
   showTyping(): Promise<void>;
   /**
@@ -107,6 +113,16 @@ export type ChatEvent =
 /** What adapters call: the chat core (src/chat/core.ts) implements it. */
 export interface ChatHandler {
   handle(message: ChatMessage, output: ChatOutput): Promise<void>;
+  /** Whether the conversation still has a picture (its encoding cached): a repeat need not send it again. */
+  hasPicture?(platform: ChatMessage['platform'], conversation: string): Promise<boolean>;
+  /**
+   * The allow-list's verdict before anything is said, for platforms that must acknowledge a command at once
+   * (Slack's /describe): `allowed`, `ignore` (say nothing) or `tell` (say `refusal`, privately).
+   */
+  access?(who: Pick<ChatMessage, 'server' | 'channel' | 'user'>): {
+    verdict: 'allowed' | 'ignore' | 'tell';
+    refusal: string;
+  };
 }
 
 /** A started platform adapter, so `blip2-bot start` can stop them all on SIGINT/SIGTERM. */

@@ -1,8 +1,13 @@
 /** Small helpers over node:util parseArgs with errors a person can act on. */
-import { type ParseArgsConfig, parseArgs } from 'node:util';
 
-export class UsageError extends Error {
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { UserFacingError } from '../errors.js';
+
+export class UsageError extends UserFacingError {
   override name = 'UsageError';
+  constructor(message: string) {
+    super('usage', message);
+  }
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -12,9 +17,34 @@ export type ParsedFlags<O extends Options> = {
   [K in keyof O]?: O[K] extends { type: 'boolean' } ? boolean : string;
 };
 
+/**
+ * parseArgs takes `-1` after a flag for an option of its own ("ambiguous"), so `--length-penalty -1` (LAVIS's own
+ * default) failed: a negative number after a flag that takes a value is joined to it as `--flag=-1`.
+ */
+function joinNegativeNumbers(argv: readonly string[], options: Options): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    if (name && options[name]?.type === 'string' && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
 export function parse<O extends Options>(argv: string[], options: O, usage: string): ParsedFlags<O> {
   try {
-    return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values as ParsedFlags<O>;
+    return parseArgs({
+      args: joinNegativeNumbers(argv, options),
+      options,
+      allowPositionals: false,
+      strict: true,
+    }).values as ParsedFlags<O>;
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\n\n${usage}`);
   }

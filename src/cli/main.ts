@@ -2,7 +2,9 @@
  * `blip2-bot <command>`: one entry point for converting, inspecting, asking, chatting and running the bot.
  * Each command lives in its own module and is loaded only when used.
  */
+import { UserFacingError } from '../errors.js';
 import { UsageError } from './args.js';
+import { checkCommandLine } from './command-line.js';
 
 const USAGE = `blip2-bot: talk about pictures with BLIP-2 on Discord, Slack or the terminal
 
@@ -27,33 +29,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   start: async () => (await import('./commands/start.js')).startCommand,
 };
 
-/** Errors we raise on purpose carry a message meant for the person at the terminal; no stack trace. */
-const EXPECTED_ERRORS = new Set([
-  'UsageError',
-  'ConvertError',
-  'ConfigError',
-  'CheckpointError',
-  'NoCheckpointError',
-  'MissingTensorError',
-  'ShapeMismatchError',
-  'UnsupportedDtypeError',
-  'TruncatedFileError',
-  'InvalidHeaderError',
-  'ModelLoadError',
-  'ImageError',
-  'InputError',
-  'TokenizerError',
-  'SyntheticCheckpointError',
-  'InsufficientSpaceError',
-  'InsufficientDiskSpaceError',
-  'HubAccessError',
-  'HubNotFoundError',
-  'HubUnreachableError',
-  'HubResponseError',
-  'ChecksumMismatchError',
-  'UnsupportedCheckpointError',
-  'PullError',
-]);
+// Errors we raise on purpose extend UserFacingError (src/errors.ts) and are printed as one line without a stack
+// trace. There is no list of class names here any more: to add an error class, declare it
+// `class MyError extends UserFacingError` (or a subclass such as InputError) with a stable `code`.
 
 /** File-system errors worth a one-line answer instead of a stack trace. */
 const FILE_ERRORS: Record<string, string> = {
@@ -75,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
+    checkCommandLine(name, rest);
     return await (await load())(rest);
   } catch (e) {
     const err = e as Error;
@@ -87,9 +66,8 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`blip2-bot ${name}: cannot read ${fsError.path}: ${FILE_ERRORS[fsError.code]}`);
       return 1;
     }
-    if (EXPECTED_ERRORS.has(err.name)) {
-      const detail = (err as { userMessage?: string }).userMessage ?? err.message;
-      console.error(`blip2-bot ${name}: ${detail}`);
+    if (err instanceof UserFacingError) {
+      console.error(`blip2-bot ${name}: ${err.userMessage}`);
       return 1;
     }
     console.error(`blip2-bot ${name}: unexpected error`);

@@ -2,12 +2,15 @@
  * The bot's configuration, parsed once from the environment (plus `.env`) and validated, then passed down.
  * Nothing else in the code base reads `process.env`.
  */
+
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { type AllowList, type ChatSettings, DEFAULT_CHAT_SETTINGS } from '../chat/settings.js';
+import { DEFAULT_QUEUE_CAPACITY } from '../engine/queue.js';
+import { UserFacingError } from '../errors.js';
 import type { StoreKind, StoreOptions } from '../storage/keyv-store.js';
-import { LOG_LEVELS, type LogLevel } from './logger.js';
+import { LOG_LEVELS, type LogLevel } from '../util/logger.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -66,10 +69,10 @@ export const DEFAULT_MODEL_DIR = 'models/blip2-flan-t5-xl';
 export const DEFAULT_DATA_DIR = 'data';
 
 /** Raised with every problem found, so a person can fix them all at once. */
-export class ConfigError extends Error {
+export class ConfigError extends UserFacingError {
   override name = 'ConfigError';
   constructor(readonly problems: string[]) {
-    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    super('config', `Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
 
@@ -85,12 +88,19 @@ export const CONFIG_VARIABLES: Readonly<Record<string, string>> = {
   DISCORD_APP_ID: 'Discord application id (command registration)',
   DISCORD_API_URL: 'Discord REST base override, e.g. http://127.0.0.1:8080/api',
   DISCORD_GUILD_ID: 'register /describe in this server only',
+  SLACK_BOT_TOKEN: 'Slack Bot User OAuth Token (xoxb-…); starts the Slack adapter',
+  SLACK_APP_TOKEN: 'Slack app-level token (xapp-…) for Socket Mode (no public URL needed)',
+  SLACK_SIGNING_SECRET: 'Slack signing secret for HTTP mode (Slack POSTs events to SLACK_PORT)',
+  SLACK_MODE: 'socket | http (default socket when SLACK_APP_TOKEN is set, else http)',
+  SLACK_PORT: 'HTTP mode: port to listen on (default 3000)',
+  SLACK_HOST: 'HTTP mode: interface to listen on (default all)',
+  SLACK_API_URL: 'Slack Web API base override, e.g. http://127.0.0.1:8081/api/',
   ALLOWED_SERVERS: 'comma-separated server (guild/team) ids allowed; empty = all',
   ALLOWED_CHANNELS: 'comma-separated channel ids allowed; empty = all',
   ALLOWED_USERS: 'comma-separated user ids allowed; empty = all',
   ALLOWLIST_MODE: 'ignore | tell: what to do with people outside the lists (default ignore)',
   RATE_LIMIT_PER_MINUTE: 'requests per user per minute (default 6; 0 = unlimited)',
-  QUEUE_CAPACITY: 'requests allowed to wait for the model (default 20)',
+  QUEUE_CAPACITY: `requests allowed to wait for the model (default ${DEFAULT_QUEUE_CAPACITY})`,
   REQUEST_TIMEOUT_SECONDS: 'give up on a request after this long, queue wait included (default 120)',
   MAX_IMAGE_MB: 'largest image accepted in MB (default 20)',
   LOG_LEVEL: 'debug | info | warn | error (default info)',
@@ -233,7 +243,11 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
     conversationTtlMs: ttlMs ?? 0,
   };
 
-  const queueCapacity = r.number('QUEUE_CAPACITY', 20, { min: 1, max: 10_000, integer: true });
+  const queueCapacity = r.number('QUEUE_CAPACITY', DEFAULT_QUEUE_CAPACITY, {
+    min: 1,
+    max: 10_000,
+    integer: true,
+  });
   const logLevel = r.choice<LogLevel>('LOG_LEVEL', LOG_LEVELS, 'info');
 
   const token = r.string('DISCORD_TOKEN');

@@ -3,10 +3,12 @@
  * a manifest. Everything is written into a sibling `.partial-*` dir that is renamed into place only when complete,
  * so an interrupted run never leaves a model that looks finished.
  */
+
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { UserFacingError } from '../errors.js';
 import { type Blip2Config, ConfigError, resolveBlip2Config } from '../model/config.js';
 import {
   DTYPE_FORMATS,
@@ -21,6 +23,8 @@ import {
   WEIGHT_DTYPES,
   type WeightDtype,
 } from '../model/graph-io.js';
+// Manifest reading lives in the model layer (the engine reads it too); re-exported for the converter's users.
+import { readManifest } from '../model/manifest.js';
 import {
   fixedKernel,
   type Kernel,
@@ -36,6 +40,8 @@ import { buildVisionGraph } from './graphs/vision.js';
 import type { LayerContext, QuantOptions, WeightReader } from './layers.js';
 import { GraphBuilder } from './onnx/graph-builder.js';
 import { SafetensorsCheckpoint } from './safetensors.js';
+
+export { readManifest };
 
 /** Part of the model id (and so of image-cache keys): bump when converted graphs compute differently. */
 export const CONVERTER_VERSION = '2';
@@ -105,8 +111,11 @@ export interface ConvertSummary {
   modelId: string;
 }
 
-export class ConvertError extends Error {
+export class ConvertError extends UserFacingError {
   override name = 'ConvertError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('convert', message, options);
+  }
 }
 
 const BUILDERS: Record<GraphName, (ctx: LayerContext, config: Blip2Config) => Promise<void>> = {
@@ -126,16 +135,6 @@ const GRAPH_DOCS: Record<GraphName, string> = {
   decoder: 'FlanT5 decoder step with self-attention KV cache',
   opt: 'OPT decoder over [query_embeds; embed(input_ids)] (prefill) or one token, with a KV cache',
 };
-
-/** Reads the model dir's manifest if the dir holds a finished model. */
-export async function readManifest(modelDir: string): Promise<ModelManifest | undefined> {
-  try {
-    const manifest = JSON.parse(await readFile(join(modelDir, MANIFEST_FILE), 'utf8')) as ModelManifest;
-    return manifest.format === MODEL_FORMAT && manifest.complete === true ? manifest : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 async function readSourceConfig(from: string): Promise<{ raw: unknown; config: Blip2Config }> {
   const path = join(from, 'config.json');

@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import { type FileHandle, open, readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { UserFacingError } from '../errors.js';
 import { bf16ToF32, f16ToF32 } from '../util/half-float.js';
 
 export { bf16ToF32, f16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../util/half-float.js';
@@ -73,7 +74,7 @@ export interface TensorInfo {
 // Errors
 
 /** Base class of every error about a checkpoint's files or contents. */
-export class CheckpointError extends Error {
+export class CheckpointError extends UserFacingError {
   override name = 'CheckpointError';
   constructor(
     message: string,
@@ -81,7 +82,7 @@ export class CheckpointError extends Error {
     readonly tensor?: string,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super('checkpoint', message, options);
   }
 }
 

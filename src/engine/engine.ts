@@ -2,9 +2,11 @@
  * `Blip2Engine`: image bytes and a question in, an answer out, as HF transformers would compute it. It owns the
  * model sessions, the tokenizer, the per-image cache of query embeddings and the one-at-a-time inference queue.
  */
+
 import type Keyv from 'keyv';
 import { generationTokenIds } from '../model/config.js';
 import { closeKeyv, createKeyv, type StoreOptions } from '../storage/keyv-store.js';
+import type { Logger } from '../util/logger.js';
 import type {
   EncodeImageResult,
   GenerateRequest,
@@ -26,13 +28,11 @@ import {
   preprocessImage,
 } from './preprocess.js';
 import { buildPrompt, promptStyleFor } from './prompt.js';
-import { InferenceQueue } from './queue.js';
+import { DEFAULT_QUEUE_CAPACITY, InferenceQueue } from './queue.js';
 import { type Blip2Tokenizer, loadTokenizer } from './tokenizer.js';
 
-export interface EngineLogger {
-  info?(message: string): void;
-  warn(message: string): void;
-}
+/** What the engine logs through: the bot's Logger (src/util/logger.ts) or anything with its `warn`. */
+export type EngineLogger = Pick<Logger, 'warn'> & Partial<Pick<Logger, 'info'>>;
 
 export interface EngineOptions extends ModelLoadOptions {
   /** Where the image cache lives; default: a SQLite file in `dataDir`. */
@@ -54,7 +54,6 @@ export interface EngineOptions extends ModelLoadOptions {
   logger?: EngineLogger;
 }
 
-const DEFAULT_QUEUE_CAPACITY = 32;
 const DEFAULT_TIMEOUT_MS = 120_000;
 const DEFAULT_ENCODER_BUDGET = 512;
 
@@ -195,6 +194,22 @@ export class Blip2Engine implements ImageQuestionEngine {
     const config = this.model.config;
     if (request.inputIds) {
       if (request.inputIds.length === 0) throw new InputError('The prompt is empty.');
+      // Past the embedding table onnxruntime's Gather fails with an internal error: say which id is wrong.
+      const vocabSize = config.text.vocabSize;
+      const bad = request.inputIds.find((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize);
+      if (bad !== undefined) {
+        throw new InputError(
+          `Token id ${bad} is not in the model's vocabulary: ids go from 0 to ${vocabSize - 1}.`,
+          'input_ids',
+        );
+      }
+      const budget = this.promptBudget(request, queryTokens);
+      if (request.inputIds.length > budget) {
+        throw new InputError(
+          `Your prompt is too long: it has ${request.inputIds.length} ids and at most ${budget} fit.`,
+          'input_ids',
+        );
+      }
       return { ids: [...request.inputIds], task: requested, droppedTurns: 0 };
     }
     const style = promptStyleFor(config.languageModel);

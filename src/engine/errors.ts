@@ -1,7 +1,8 @@
 /**
- * Errors the engine raises on purpose. Each carries a `code` the chat core maps to a polite message and a
- * `userMessage` safe to show as it is (no paths, no stack).
+ * Errors the engine raises on purpose. Each is a UserFacingError: a `code` the chat core maps to a polite
+ * message and a `userMessage` safe to show as it is (no paths, no stack).
  */
+import { UserFacingError } from '../errors.js';
 
 /** `expired`: an image key whose cache entry is gone (TTL, eviction); the person has to send the picture again. */
 export type ImageErrorCode =
@@ -12,44 +13,42 @@ export type ImageErrorCode =
   | 'empty'
   | 'expired';
 
-export class ImageError extends Error {
+export class ImageError extends UserFacingError {
   override name = 'ImageError';
-  constructor(
-    readonly code: ImageErrorCode,
-    readonly userMessage: string,
-    options?: { cause?: unknown },
-  ) {
-    super(userMessage, options);
+  declare readonly code: ImageErrorCode;
+  constructor(code: ImageErrorCode, userMessage: string, options?: { cause?: unknown }) {
+    super(code, userMessage, options);
   }
 }
 
-export class QueueFullError extends Error {
+export class QueueFullError extends UserFacingError {
   override name = 'QueueFullError';
-  readonly userMessage = 'The bot is busy right now. Please try again in a minute.';
   constructor(readonly capacity: number) {
-    super(`queue is full (${capacity} waiting)`);
+    super('queue_full', `queue is full (${capacity} waiting)`, {
+      userMessage: 'The bot is busy right now. Please try again in a minute.',
+    });
   }
 }
 
-export class RequestTimeoutError extends Error {
+export class RequestTimeoutError extends UserFacingError {
   override name = 'RequestTimeoutError';
-  readonly userMessage = 'Sorry, that took too long and was cancelled. Please try again.';
   constructor(readonly timeoutMs: number) {
-    super(`request timed out after ${timeoutMs} ms`);
+    super('timeout', `request timed out after ${timeoutMs} ms`, {
+      userMessage: 'Sorry, that took too long and was cancelled. Please try again.',
+    });
   }
 }
 
-export class RequestAbortedError extends Error {
+export class RequestAbortedError extends UserFacingError {
   override name = 'RequestAbortedError';
-  readonly userMessage = 'The request was cancelled.';
   constructor(options?: { cause?: unknown }) {
-    super('request aborted', options);
+    super('aborted', 'request aborted', { ...options, userMessage: 'The request was cancelled.' });
   }
 }
 
-export class InputError extends Error {
+export class InputError extends UserFacingError {
   override name = 'InputError';
-  constructor(readonly userMessage: string) {
-    super(userMessage);
+  constructor(userMessage: string, code = 'input') {
+    super(code, userMessage);
   }
 }

@@ -18,15 +18,16 @@
 
 import { createHash } from 'node:crypto';
 import type Keyv from 'keyv';
+import { StoreUnavailableError } from '../storage/keyv-store.js';
+import type { Logger } from '../util/logger.js';
 
 export interface CachedEmbeddings {
   data: Float32Array;
   dims: number[];
 }
 
-export interface CacheLogger {
-  warn(message: string, details?: Record<string, unknown>): void;
-}
+/** The bot's Logger (src/util/logger.ts), or anything with its `warn`. */
+export type CacheLogger = Pick<Logger, 'warn'>;
 
 export interface ImageCacheOptions {
   /** Default time to live of new entries; 0 = never expire; undefined = the Keyv instance's own default. */
@@ -82,12 +83,29 @@ export class ImageCache {
   /** The cached embeddings, or undefined on a miss, an expired entry, or an entry that failed to decode. */
   async get(key: string): Promise<CachedEmbeddings | undefined> {
     let stored: unknown;
+    // Keyv reports a failing store (Redis down, SQLite unreadable) as an 'error' event and a miss; a miss would
+    // tell the person their picture "expired", so a store failure is an error of its own.
+    let storeFailure: unknown;
+    const onError = (error: unknown) => {
+      storeFailure ??= error ?? 'store error';
+    };
+    this.#keyv.on('error', onError);
     try {
       stored = await this.#keyv.get(key);
     } catch (error) {
       // Keyv throws when the stored text is not even its own JSON envelope.
       await this.#discard(key, `unreadable entry (${describe(error)})`);
       return undefined;
+    } finally {
+      this.#keyv.off('error', onError);
+    }
+    if (storeFailure !== undefined) {
+      throw new StoreUnavailableError(`image cache: the store failed (${describe(storeFailure)})`, {
+        cause: storeFailure,
+        userMessage:
+          "Sorry, my storage is unavailable right now, so I can't look at that picture. Please try again in a " +
+          'little while.',
+      });
     }
     if (stored === undefined || stored === null) return undefined;
     try {

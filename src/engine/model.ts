@@ -3,10 +3,10 @@
  * query embeddings → the prompt (FlanT5: encoder states and cross K/V; OPT: the prefill with its KV cache) →
  * decoder steps. No queue, cache or prompt logic here.
  */
+
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
-import { readManifest } from '../convert/convert.js';
+import { UserFacingError } from '../errors.js';
 import {
   type Blip2Config,
   languageModelWidth,
@@ -20,14 +20,18 @@ import {
   ENCODER_IO,
   GRAPH_FILES,
   type GraphName,
-  MANIFEST_FILE,
+  graphSignature,
+  type LoadedGraphIO,
   MODEL_GRAPHS,
   type ModelManifest,
   OPT_IO,
   QFORMER_IO,
+  signatureMismatches,
   VISION_IO,
 } from '../model/graph-io.js';
+import { loadManifest } from '../model/manifest.js';
 import type { DecoderStepper } from './generation/generate.js';
+import { createSession, ort } from './ort.js';
 
 export interface FloatTensor {
   data: Float32Array;
@@ -41,8 +45,23 @@ export interface ModelLoadOptions {
   profileDir?: string;
 }
 
-export class ModelLoadError extends Error {
+export class ModelLoadError extends UserFacingError {
   override name = 'ModelLoadError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('model_load', message, options);
+  }
+}
+
+/** Names and element types of a session's inputs and outputs, as onnxruntime reports them. */
+function describeSession(session: ort.InferenceSession): LoadedGraphIO {
+  const types = (metadata: readonly ort.InferenceSession.ValueMetadata[] | undefined) =>
+    new Map((metadata ?? []).flatMap((m) => (m.isTensor ? [[m.name, String(m.type)] as const] : [])));
+  return {
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    inputTypes: types(session.inputMetadata),
+    outputTypes: types(session.outputMetadata),
+  };
 }
 
 function floatTensor(t: FloatTensor): ort.Tensor {
@@ -109,12 +128,7 @@ export class Blip2Model {
   ) {}
 
   static async load(dir: string, options: ModelLoadOptions = {}): Promise<Blip2Model> {
-    const manifest = await readManifest(dir);
-    if (!manifest) {
-      throw new ModelLoadError(
-        `${dir} does not hold a converted blip2-bot model (no complete ${MANIFEST_FILE}); run \`blip2-bot convert --from <hf-dir> --out ${dir}\` or \`blip2-bot models demo\``,
-      );
-    }
+    const manifest = await loadManifest(dir);
     const config = resolveBlip2Config(manifest.source.config);
     if ((manifest.languageModel ?? 't5') !== config.languageModel) {
       throw new ModelLoadError(
@@ -136,9 +150,20 @@ export class Blip2Model {
         ? { enableProfiling: true, profileFilePrefix: join(options.profileDir, `${name}_`) }
         : {};
       try {
-        sessions[name] = await ort.InferenceSession.create(file, { ...sessionOptions, ...profiling });
+        sessions[name] = await createSession(file, { ...sessionOptions, ...profiling });
       } catch (e) {
+        await Promise.allSettled(Object.values(sessions).map((s) => s.release()));
         throw new ModelLoadError(`cannot load ${file}: ${(e as Error).message}`);
+      }
+      // A graph from another converter version (or another tool) fails here with a clear line, not at the first
+      // run with onnxruntime's "invalid input name".
+      const problems = signatureMismatches(graphSignature(name, config), describeSession(sessions[name]));
+      if (problems.length > 0) {
+        await Promise.allSettled(Object.values(sessions).map((s) => s.release()));
+        throw new ModelLoadError(
+          `${file} does not have the inputs and outputs this blip2-bot expects (${problems.join('; ')}); it was ` +
+            'probably converted by another version: convert the model again with `blip2-bot convert --force`',
+        );
       }
     }
     return new Blip2Model(dir, manifest, config, sessions);

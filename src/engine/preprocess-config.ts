@@ -1,5 +1,7 @@
 /** BLIP-2's `preprocessor_config.json`, validated, with BlipImageProcessor's defaults; and the cache version tag. */
+
 import sharp from 'sharp';
+import { UserFacingError } from '../errors.js';
 
 /**
  * Part of the image-cache key: bump the leading tag whenever our code could produce other pixels for the same bytes
@@ -47,8 +49,11 @@ export const BLIP_PREPROCESSOR_DEFAULTS: Readonly<PreprocessorConfig> = Object.f
   imageStd: CLIP_STD,
 });
 
-class PreprocessorConfigError extends Error {
+export class PreprocessorConfigError extends UserFacingError {
   override name = 'PreprocessorConfigError';
+  constructor(message: string) {
+    super('preprocessor_config', message);
+  }
 }
 
 function fail(message: string): never {

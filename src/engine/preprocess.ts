@@ -7,6 +7,7 @@
  * EXIF orientation (applied) and colour management (embedded ICC profiles are honoured); both are documented.
  */
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import { formatBytes } from '../util/bytes.js';
 import { ImageError } from './errors.js';
 import { describeNonImage } from './image-sniff.js';
 import { resizePillow } from './pillow-resize.js';
@@ -114,7 +115,6 @@ const SUPPORTED_LIST = 'JPEG, PNG, WebP or GIF';
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
 
-const formatMb = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MB`;
 const formatMp = (pixels: number) => `${(pixels / 1e6).toFixed(pixels < 10e6 ? 1 : 0)} megapixels`;
 
 /**
@@ -207,7 +207,7 @@ export async function decodeToRgb(
   if (bytes.length > maxBytes) {
     throw new ImageError(
       'too_large',
-      `That image is too large (${formatMb(bytes.length)}). Please send one under ${formatMb(maxBytes)}.`,
+      `That image is too large (${formatBytes(bytes.length)}). Please send one under ${formatBytes(maxBytes)}.`,
     );
   }
   // Documents, archives, media and text never reach libvips.

@@ -8,15 +8,20 @@
  * another.
  */
 
+import { UserFacingError } from '../errors.js';
 import { QueueFullError, RequestAbortedError, RequestTimeoutError } from './errors.js';
 
-export class QueueClosedError extends Error {
+export class QueueClosedError extends UserFacingError {
   override name = 'QueueClosedError';
-  readonly userMessage = 'The bot is shutting down. Please try again in a moment.';
   constructor() {
-    super('the inference queue is closed (shutting down)');
+    super('shutting_down', 'the inference queue is closed (shutting down)', {
+      userMessage: 'The bot is shutting down. Please try again in a moment.',
+    });
   }
 }
+
+/** Requests allowed to wait behind the running one, unless configured (QUEUE_CAPACITY); defined here only. */
+export const DEFAULT_QUEUE_CAPACITY = 20;
 
 export interface InferenceQueueOptions {
   /** How many requests may wait behind the running one; more are refused with QueueFullError. */

@@ -11,9 +11,11 @@
  * OPT follows HF's GPT2Tokenizer with `add_bos_token: true`: bos `</s>` (2) first, nothing appended; only the
  * special tokens tokenizer_config.json names (`</s>`, `<pad>`) are split out of the text.
  */
+
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { UserFacingError } from '../errors.js';
 
 /** Which HF tokenizer's rules apply: T5Tokenizer (append `</s>`) or OPT's GPT2Tokenizer (prepend bos). */
 export type TokenizerStyle = 't5' | 'opt';
@@ -35,8 +37,11 @@ export interface Blip2Tokenizer {
   readonly vocabSize: number;
 }
 
-export class TokenizerLoadError extends Error {
+export class TokenizerLoadError extends UserFacingError {
   override name = 'TokenizerLoadError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('tokenizer', message, options);
+  }
 }
 
 type Json = Record<string, unknown>;

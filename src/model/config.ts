@@ -6,6 +6,7 @@
  * enough: `resolveBlip2Config` applies the same defaults transformers 4.40 does (Blip2VisionConfig,
  * Blip2QFormerConfig, T5Config, OPTConfig) and rejects what we cannot run.
  */
+import { UserFacingError } from '../errors.js';
 
 export interface VisionConfig {
   hiddenSize: number;
@@ -119,8 +120,11 @@ export function t5Config(config: Blip2Config): T5Config {
   return config.text;
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends UserFacingError {
   override name = 'ConfigError';
+  constructor(message: string) {
+    super('model_config', message);
+  }
 }
 
 type Json = Record<string, unknown>;

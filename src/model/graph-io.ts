@@ -202,3 +202,175 @@ export interface ModelManifest {
   preprocessorConfig?: unknown;
   stats: { tensors: number; parameters: number; bytesWritten: number; seconds: number };
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Signatures: every input and output of each graph with its dtype and dims, for the engine's check at load.
+
+export type GraphTensorType = 'float32' | 'int64';
+
+/** One graph input or output: a number is a fixed dim, a string a symbolic one (see the letters above). */
+export interface GraphTensorSpec {
+  name: string;
+  type: GraphTensorType;
+  dims: (number | string)[];
+}
+
+export interface GraphSignature {
+  inputs: GraphTensorSpec[];
+  outputs: GraphTensorSpec[];
+}
+
+interface SignatureCommon {
+  vision: { hiddenSize: number };
+  qformer: { hiddenSize: number };
+}
+
+/** The dims a signature needs from the resolved config (a structural subset of Blip2Config; no kind: FlanT5). */
+export type SignatureConfig =
+  | (SignatureCommon & {
+      languageModel?: 't5';
+      text: { dModel: number; dKv: number; numHeads: number; numDecoderLayers: number; vocabSize: number };
+    })
+  | (SignatureCommon & {
+      languageModel: 'opt';
+      text: { hiddenSize: number; headDim: number; numHeads: number; numLayers: number; vocabSize: number };
+    });
+
+const f32 = (name: string, dims: (number | string)[]): GraphTensorSpec => ({ name, type: 'float32', dims });
+const i64 = (name: string, dims: (number | string)[]): GraphTensorSpec => ({ name, type: 'int64', dims });
+
+function perLayer(layers: number, make: (layer: number) => GraphTensorSpec[]): GraphTensorSpec[] {
+  return Array.from({ length: layers }, (_, i) => make(i)).flat();
+}
+
+/** What the converter of this version writes for `graph` of a model with `config`. */
+export function graphSignature(graph: GraphName, config: SignatureConfig): GraphSignature {
+  const { vision, qformer } = config;
+  if (config.languageModel === 'opt') {
+    const o = config.text;
+    switch (graph) {
+      case 'vision':
+      case 'qformer':
+        break;
+      case 'opt':
+        return {
+          inputs: [
+            f32(OPT_IO.queryEmbeds, ['B', 'Q', o.hiddenSize]),
+            i64(OPT_IO.inputIds, ['B', 'L']),
+            i64(OPT_IO.attentionMask, ['B', 'P+Q+L']),
+            i64(OPT_IO.numLogits, [1]),
+            ...perLayer(o.numLayers, (i) => [
+              f32(OPT_IO.pastKey(i), ['B', o.numHeads, 'P', o.headDim]),
+              f32(OPT_IO.pastValue(i), ['B', o.numHeads, 'P', o.headDim]),
+            ]),
+          ],
+          outputs: [
+            f32(OPT_IO.inputsEmbeds, ['B', 'Q+L', o.hiddenSize]),
+            ...perLayer(o.numLayers, (i) => [
+              f32(OPT_IO.presentKey(i), ['B', o.numHeads, 'P+Q+L', o.headDim]),
+              f32(OPT_IO.presentValue(i), ['B', o.numHeads, 'P+Q+L', o.headDim]),
+            ]),
+            f32(OPT_IO.hiddenStates, ['B', 'Q+L', o.hiddenSize]),
+            f32(OPT_IO.logits, ['B', 'N', o.vocabSize]),
+          ],
+        };
+      default:
+        throw new Error(`an OPT model has no ${graph} graph`);
+    }
+  } else if (graph === 'opt') {
+    throw new Error('a FlanT5 model has no opt graph');
+  }
+  const width = config.languageModel === 'opt' ? config.text.hiddenSize : config.text.dModel;
+  switch (graph) {
+    case 'vision':
+      return {
+        inputs: [f32(VISION_IO.pixelValues, ['B', 3, 'H', 'W'])],
+        outputs: [f32(VISION_IO.imageEmbeds, ['B', 'S', vision.hiddenSize])],
+      };
+    case 'qformer':
+      return {
+        inputs: [f32(QFORMER_IO.imageEmbeds, ['B', 'S', vision.hiddenSize])],
+        outputs: [
+          f32(QFORMER_IO.qformerOutput, ['B', 'Q', qformer.hiddenSize]),
+          f32(QFORMER_IO.queryEmbeds, ['B', 'Q', width]),
+        ],
+      };
+  }
+  if (config.languageModel === 'opt') throw new Error(`an OPT model has no ${graph} graph`);
+  const t = config.text;
+  switch (graph) {
+    case 'encoder':
+      return {
+        inputs: [
+          f32(ENCODER_IO.queryEmbeds, ['B', 'Q', t.dModel]),
+          i64(ENCODER_IO.inputIds, ['B', 'L']),
+          i64(ENCODER_IO.attentionMask, ['B', 'E']),
+        ],
+        outputs: [f32(ENCODER_IO.hiddenStates, ['B', 'E', t.dModel])],
+      };
+    case 'crossKv':
+      return {
+        inputs: [f32(CROSS_KV_IO.hiddenStates, ['B', 'E', t.dModel])],
+        outputs: perLayer(t.numDecoderLayers, (i) => [
+          f32(CROSS_KV_IO.key(i), ['B', t.numHeads, 'E', t.dKv]),
+          f32(CROSS_KV_IO.value(i), ['B', t.numHeads, 'E', t.dKv]),
+        ]),
+      };
+    case 'decoder':
+      return {
+        inputs: [
+          i64(DECODER_IO.inputIds, ['B', 'T']),
+          i64(DECODER_IO.encoderAttentionMask, ['B', 'E']),
+          ...perLayer(t.numDecoderLayers, (i) => [
+            f32(DECODER_IO.pastKey(i), ['B', t.numHeads, 'P', t.dKv]),
+            f32(DECODER_IO.pastValue(i), ['B', t.numHeads, 'P', t.dKv]),
+            f32(DECODER_IO.crossKey(i), ['B', t.numHeads, 'E', t.dKv]),
+            f32(DECODER_IO.crossValue(i), ['B', t.numHeads, 'E', t.dKv]),
+          ]),
+        ],
+        outputs: [
+          f32(DECODER_IO.logits, ['B', 'T', t.vocabSize]),
+          ...perLayer(t.numDecoderLayers, (i) => [
+            f32(DECODER_IO.presentKey(i), ['B', t.numHeads, 'P+T', t.dKv]),
+            f32(DECODER_IO.presentValue(i), ['B', t.numHeads, 'P+T', t.dKv]),
+          ]),
+        ],
+      };
+  }
+}
+
+/** What a loaded graph offers, as onnxruntime reports it (names; types where it knows them). */
+export interface LoadedGraphIO {
+  inputNames: readonly string[];
+  outputNames: readonly string[];
+  inputTypes?: ReadonlyMap<string, string>;
+  outputTypes?: ReadonlyMap<string, string>;
+}
+
+/** Differences between a loaded graph and its signature, one sentence each; empty when they match. */
+export function signatureMismatches(expected: GraphSignature, loaded: LoadedGraphIO): string[] {
+  const problems: string[] = [];
+  const check = (
+    kind: 'input' | 'output',
+    specs: GraphTensorSpec[],
+    names: readonly string[],
+    types?: ReadonlyMap<string, string>,
+  ) => {
+    const have = new Set(names);
+    const want = new Set(specs.map((s) => s.name));
+    const missing = specs.filter((s) => !have.has(s.name)).map((s) => s.name);
+    const extra = names.filter((n) => !want.has(n));
+    if (missing.length > 0)
+      problems.push(`no ${kind} ${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ', …' : ''}`);
+    if (extra.length > 0)
+      problems.push(`unexpected ${kind} ${extra.slice(0, 4).join(', ')}${extra.length > 4 ? ', …' : ''}`);
+    for (const spec of specs) {
+      const type = types?.get(spec.name);
+      if (type !== undefined && type !== spec.type)
+        problems.push(`${kind} ${spec.name} is ${type}, not ${spec.type}`);
+    }
+  };
+  check('input', expected.inputs, loaded.inputNames, loaded.inputTypes);
+  check('output', expected.outputs, loaded.outputNames, loaded.outputTypes);
+  return problems;
+}

@@ -3,11 +3,12 @@
  * state share the same backends (each under its own namespace) and the same shutdown path.
  */
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, type Stats, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import KeyvRedis from '@keyv/redis';
 import KeyvSqlite from '@keyv/sqlite';
 import Keyv from 'keyv';
+import { UserFacingError } from '../errors.js';
 
 export type StoreKind = 'sqlite' | 'memory' | 'redis';
 
@@ -72,13 +73,7 @@ function buildKeyv(kind: StoreKind, options: StoreOptions, namespace: string, tt
       return new Keyv({ namespace, ttl });
     case 'sqlite': {
       const file = sqliteFilePath(options);
-      try {
-        mkdirSync(dirname(file), { recursive: true });
-      } catch (error) {
-        throw new Error(`Cannot create the data directory for the SQLite store at ${dirname(file)}`, {
-          cause: error,
-        });
-      }
+      ensureDirectory(dirname(file));
       const store = new KeyvSqlite({ uri: `sqlite://${file}`, busyTimeout: SQLITE_BUSY_TIMEOUT_MS });
       // The adapter opens the file in the background and leaves a failure as an unhandled rejection, which would
       // end the process; attach a handler now. The failure still reaches Keyv's 'error' event and `checkKeyv`.
@@ -101,6 +96,65 @@ function buildKeyv(kind: StoreKind, options: StoreOptions, namespace: string, tt
     }
     default:
       throw new Error(`Unknown store kind '${String(kind)}'; use 'sqlite', 'memory' or 'redis'`);
+  }
+}
+
+/** The store (data dir, SQLite file, Redis) cannot be used: at start-up, or when an operation fails later. */
+export class StoreUnavailableError extends UserFacingError {
+  override name = 'StoreUnavailableError';
+  constructor(message: string, options?: { cause?: unknown; userMessage?: string }) {
+    super('store_unavailable', message, options);
+  }
+}
+
+const DIR_REASONS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'not permitted',
+  EROFS: 'the file system is read-only',
+  ENOTDIR: 'a part of the path is a file, not a directory',
+  ENOENT: 'it cannot be created there',
+  ENOSPC: 'the disk is full',
+};
+
+/**
+ * Creates `dir` one level at a time. Node's recursive mkdir loops forever (at full CPU, deaf to SIGTERM) on paths
+ * like /proc/nope where mkdir fails with ENOENT under an existing directory; one level at a time every failure
+ * comes back as an error with a reason a person can act on.
+ */
+export function ensureDirectory(dir: string): void {
+  const missing: string[] = [];
+  let existing = resolve(dir);
+  for (;;) {
+    let info: Stats | undefined;
+    try {
+      info = statSync(existing);
+    } catch {
+      info = undefined;
+    }
+    if (info) {
+      if (!info.isDirectory()) {
+        throw new StoreUnavailableError(
+          `Cannot create the data directory ${dir}: ${existing} is a file, not a directory (check BLIP2_DATA_DIR)`,
+        );
+      }
+      break;
+    }
+    missing.unshift(existing);
+    const parent = dirname(existing);
+    if (parent === existing) break;
+    existing = parent;
+  }
+  for (const part of missing) {
+    try {
+      mkdirSync(part);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? '';
+      if (code === 'EEXIST') continue;
+      throw new StoreUnavailableError(
+        `Cannot create the data directory ${dir}: ${DIR_REASONS[code] ?? (error as Error).message} (check BLIP2_DATA_DIR)`,
+        { cause: error },
+      );
+    }
   }
 }
 
@@ -153,7 +207,9 @@ export async function checkKeyv(keyv: Keyv, options: StoreOptions): Promise<void
   }
   const reason =
     failure instanceof Error ? failure.message : failure === undefined ? 'probe failed' : String(failure);
-  throw new Error(`The ${describeStore(options)} cannot be used: ${reason}`, { cause: failure });
+  throw new StoreUnavailableError(`The ${describeStore(options)} cannot be used: ${reason}`, {
+    cause: failure,
+  });
 }
 
 /** Where entries live, for log lines and error messages (a Redis password is masked). */

@@ -1,7 +1,15 @@
-/** Byte counts for people, in decimal units (what disk tools and the Hub's file pages show). */
-export function formatBytes(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(0)} kB`;
-  return `${n} bytes`;
+/** The one byte formatter for messages: binary units, one decimal below 10 of a unit ("1.5 MB", "20 MB", "3.0 GB"). */
+export function formatBytes(bytes: number): string {
+  const units: [number, string][] = [
+    [1024 ** 3, 'GB'],
+    [1024 ** 2, 'MB'],
+    [1024, 'KB'],
+  ];
+  for (const [size, unit] of units) {
+    if (bytes >= size) {
+      const value = bytes / size;
+      return `${value.toFixed(value >= 10 || unit === 'KB' ? 0 : 1)} ${unit}`;
+    }
+  }
+  return `${bytes} bytes`;
 }

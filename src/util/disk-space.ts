@@ -5,6 +5,7 @@
 import type { StatsFs } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { UserFacingError } from '../errors.js';
 import { formatBytes } from './bytes.js';
 
 /** Headroom left free on the disk beyond the files themselves. */
@@ -13,7 +14,7 @@ export const SPACE_MARGIN_BYTES = 64 * 1024 * 1024;
 /** Reads a file system's free space; tests inject one to play a full disk. */
 export type StatfsReader = (path: string) => Promise<Pick<StatsFs, 'bavail' | 'bsize'>>;
 
-export class InsufficientDiskSpaceError extends Error {
+export class InsufficientDiskSpaceError extends UserFacingError {
   override name = 'InsufficientDiskSpaceError';
   constructor(
     readonly dir: string,
@@ -23,6 +24,7 @@ export class InsufficientDiskSpaceError extends Error {
     hint: string,
   ) {
     super(
+      'disk_space',
       `not enough free disk space in ${dir}: ${what} needs ${formatBytes(neededBytes)} (plus ${formatBytes(SPACE_MARGIN_BYTES)} headroom) but only ${formatBytes(availableBytes)} is available; ${hint}`,
     );
   }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseEnv } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES, ConfigError, loadConfig, parseConfig } from '../../src/config/config.js';
-import { createLogger, redact } from '../../src/config/logger.js';
+import { createLogger, redact } from '../../src/util/logger.js';
 import { ROOT } from '../helpers/shared.js';
 
 describe('configuration', () => {

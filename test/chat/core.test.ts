@@ -4,6 +4,7 @@ import { ChatCore, type ChatCoreOptions } from '../../src/chat/core.js';
 import { DEMO_NOTICE, messages, usageHint } from '../../src/chat/messages.js';
 import type { ChatSettings } from '../../src/chat/settings.js';
 import type { ChatEvent, ChatMessage, IncomingImage } from '../../src/chat/types.js';
+import { createLogger } from '../../src/util/logger.js';
 import { type EngineFixture, FAST_GENERATION, openTestEngine, RecordingEngine } from './engine-fixture.js';
 import { corruptJpegBytes, pngBytes, TestImage } from './images.js';
 import { RecordingOutput } from './recording-output.js';
@@ -50,6 +51,42 @@ beforeEach(() => {
 });
 
 describe('chat core', () => {
+  it('logs where the picture came from, not "cached" for a new one (item 12)', async () => {
+    const lines: string[] = [];
+    const c = core({}, { logger: createLogger({ level: 'info', write: (l) => lines.push(l) }) });
+    await c.handle(
+      msg({ conversation: 'log', images: [new TestImage('new.png', await pngBytes(90))] }),
+      new RecordingOutput(),
+    );
+    await c.handle(msg({ conversation: 'log', text: 'and now?' }), new RecordingOutput());
+    const answered = lines.filter((l) => l.includes('answered in'));
+    expect(answered).toHaveLength(2);
+    expect(answered[0]).toMatch(/picture sent with this message/);
+    expect(answered[1]).toMatch(/picture from the conversation/);
+    expect(answered.join('\n')).not.toMatch(/image cached/);
+  });
+
+  it('takes more than 10 concurrent requests without a MaxListenersExceededWarning (item 12)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const c = core();
+      const image = await pngBytes(3);
+      const outs = Array.from({ length: 14 }, () => new RecordingOutput());
+      await Promise.all(
+        outs.map((out, i) =>
+          c.handle(msg({ conversation: `many-${i}`, images: [new TestImage('p.png', image)] }), out),
+        ),
+      );
+      await new Promise((r) => setImmediate(r));
+      expect(outs.every((o) => o.messages.length > 0)).toBe(true);
+      expect(warnings).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('captions a picture sent without text, and says the demo model is random', async () => {
     const out = new RecordingOutput();
     await core().handle(msg({ images: [new TestImage('cat.png', await pngBytes(1))] }), out);
@@ -148,8 +185,10 @@ describe('chat core', () => {
     expect(big.downloads).toBe(0);
     expect(outs[2]!.all).toMatch(/too large|larger than/);
     expect(outs[3]!.messages).toHaveLength(1);
-    expect(outs[3]!.all).not.toBe(messages.failed);
-    expect(outs[3]!.all.length).toBeGreaterThan(10);
+    // The engine's own words for a damaged file, not a generic apology.
+    expect(outs[3]!.all).toBe(
+      "Sorry, I couldn't read that image; the file seems to be damaged. Could you send it again?",
+    );
 
     const ok = new RecordingOutput();
     await c.handle(msg({ conversation: 'e', images: [new TestImage('fine.png', await pngBytes(7))] }), ok);
@@ -174,6 +213,36 @@ describe('chat core', () => {
     );
     expect(queued.length).toBeGreaterThan(0);
     expect(fixture.engine.positions.length).toBeGreaterThan(0);
+  });
+
+  it('deletes a queue notice it cannot edit, so no stale "#3 in line" stays behind the answer (item 10)', async () => {
+    class FailingEdits extends RecordingOutput {
+      deleted = 0;
+      override async edit(): Promise<void> {
+        throw new Error('cant_update_message');
+      }
+      async delete(posted: { id: string }): Promise<void> {
+        this.deleted++;
+        this.messages.splice(
+          this.messages.findIndex((m) => m.id === posted.id),
+          1,
+        );
+      }
+    }
+    const c = core();
+    const outs = Array.from({ length: 6 }, () => new FailingEdits());
+    const images = await Promise.all(outs.map((_, i) => pngBytes(60 + i)));
+    await Promise.all(
+      outs.map((out, i) =>
+        c.handle(msg({ conversation: `d${i}`, images: [new TestImage('d.png', images[i]!)] }), out),
+      ),
+    );
+    expect(outs.some((o) => o.deleted > 0)).toBe(true);
+    for (const out of outs) {
+      expect(out.messages).toHaveLength(1);
+      expect(out.all).toContain(DEMO_NOTICE);
+      expect(out.all).not.toMatch(/in line/);
+    }
   });
 
   it('posts the queue position once where edits are impossible', async () => {
@@ -211,20 +280,28 @@ describe('chat core', () => {
     await small.close();
   });
 
-  it('limits each user to N requests a minute', async () => {
+  it('limits each user to N requests a minute, except the local terminal (item 15)', async () => {
     let now = 1_000_000;
     const c = core({ rateLimitPerMinute: 2 }, { now: () => now });
     const out = new RecordingOutput();
-    await c.handle(msg({ text: 'one', images: [new TestImage('a.png', await pngBytes(8))] }), out);
-    await c.handle(msg({ text: 'two' }), out);
-    await c.handle(msg({ text: 'three' }), out);
+    const on = (partial: Parameters<typeof msg>[0]) => msg({ platform: 'discord', ...partial });
+    await c.handle(on({ text: 'one', images: [new TestImage('a.png', await pngBytes(8))] }), out);
+    await c.handle(on({ text: 'two' }), out);
+    await c.handle(on({ text: 'three' }), out);
     expect(out.texts[2]).toMatch(/Please wait 60 s/);
-    await c.handle(msg({ text: 'other user', user: 'u2' }), out);
+    await c.handle(on({ text: 'other user', user: 'u2' }), out);
     expect(out.texts[3]).toContain(DEMO_NOTICE);
     now += 60_001;
-    await c.handle(msg({ text: 'four' }), out);
+    await c.handle(on({ text: 'four' }), out);
     expect(out.texts[4]).toContain(DEMO_NOTICE);
     expect(fixture.engine.requests.map((r) => r.question)).toEqual(['one', 'two', 'other user', 'four']);
+
+    // The person at the terminal runs the bot: no limit for them.
+    const local = new RecordingOutput();
+    await c.handle(msg({ conversation: 'term', images: [new TestImage('b.png', await pngBytes(8))] }), local);
+    for (const text of ['a', 'b', 'c']) await c.handle(msg({ conversation: 'term', text }), local);
+    expect(local.all).not.toMatch(/Please wait/);
+    expect(local.messages).toHaveLength(4);
   });
 
   it('ignores or tells people outside the allow-list, as configured', async () => {

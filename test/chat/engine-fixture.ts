@@ -3,6 +3,7 @@
  * models/demo by the real converter), wrapped so tests can see what it was asked and whether the image cache hit.
  */
 import type { ChatSettings } from '../../src/chat/settings.js';
+import { ensureDemoModel } from '../../src/demo/demo-model.js';
 import type {
   EncodeImageResult,
   GenerateRequest,
@@ -10,7 +11,6 @@ import type {
   ImageQuestionEngine,
 } from '../../src/engine/api.js';
 import { Blip2Engine } from '../../src/engine/engine.js';
-import { ensureDemoModel } from '../../src/model/demo.js';
 import type { StoreOptions } from '../../src/storage/keyv-store.js';
 
 /** Greedy and short: the demo model's text is random anyway, and the suite stays fast. */
@@ -31,6 +31,8 @@ export class RecordingEngine implements ImageQuestionEngine {
   readonly requests: GenerateRequest[] = [];
   readonly results: GenerateResult[] = [];
   readonly positions: number[] = [];
+  /** While set, generate() waits for it after recording the request: a test holds a job "running". */
+  gate: Promise<void> | undefined;
 
   constructor(readonly inner: ImageQuestionEngine) {}
 
@@ -61,6 +63,7 @@ export class RecordingEngine implements ImageQuestionEngine {
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {
     this.requests.push(request);
+    if (this.gate) await this.gate;
     const onQueuePosition = request.onQueuePosition;
     const result = await this.inner.generate({
       ...request,

@@ -159,6 +159,40 @@ describe('blip2-bot start', () => {
     }
   });
 
+  it('stops in order and exits non-zero when Discord closes the session for good (item 7)', async () => {
+    for (const [code, explanation] of [
+      [4004, /DISCORD_TOKEN is no longer valid \(4004/],
+      [4014, /Message Content intent is no longer allowed \(4014\)/],
+    ] as const) {
+      const emulator = await DiscordEmulator.start();
+      try {
+        let ready = false;
+        const err = capture();
+        const running = startCommand([], {
+          env: {
+            ...baseEnv(),
+            DISCORD_TOKEN: emulator.token,
+            DISCORD_API_URL: emulator.apiUrl,
+            LOG_LEVEL: 'error',
+          },
+          cwd: dir,
+          stdin: Object.assign(new PassThrough(), { isTTY: false }),
+          stderr: err.stream,
+          onReady: ({ adapters }) => {
+            ready = adapters.some((a) => a.name === 'discord');
+          },
+        });
+        await until('the bot to connect', () => ready);
+        emulator.closeGateway(code);
+        // Before: the process was left with an unsettled await (exit 13) or deaf on Discord for good.
+        expect(await running).toBe(1);
+        expect(err.text()).toMatch(explanation);
+      } finally {
+        await emulator.stop();
+      }
+    }
+  });
+
   it('with DISCORD_TOKEN, answers on Discord (through DISCORD_API_URL) and stops cleanly', async () => {
     const emulator = await DiscordEmulator.start();
     try {

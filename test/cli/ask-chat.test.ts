@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../../src/convert/convert.js';
 import { readSafetensorsFile, writeSafetensors } from '../../src/convert/safetensors.js';
-import { ensureDemoModel } from '../../src/model/demo.js';
+import { ensureDemoModel } from '../../src/demo/demo-model.js';
 import { HAS_SHARED, ROOT, TINY_FIXTURE_DIR } from '../helpers/shared.js';
 
 const BIN = join(ROOT, 'bin', 'blip2-bot.js');
@@ -79,15 +79,21 @@ describe('blip2-bot ask / chat / inspect', () => {
     expect(usage.stderr).toMatch(/--image/);
   });
 
-  it('chat answers each line, serving follow-ups from the cache', () => {
+  it('chat is the terminal chat of start: caption first, then each line, /caption, /help, polite errors (item 15)', () => {
     const r = cli(
       ['chat', '--model', demo, '--image', image, '--data-dir', join(work, 'data')],
-      'what is it?\nwhat colour is it?\n/quit\n',
+      'what is it?\n/caption\n/help\n/image /dev/zero\nwhat colour is it?\n/quit\n',
     );
     expect(r.code, r.stderr).toBe(0);
     const answers = r.stdout.split('\n').filter((l) => l.includes('bot> '));
-    expect(answers).toHaveLength(2);
-    expect(r.stdout.match(/image from cache/g)?.length).toBe(2);
+    // The caption of --image, two questions and /caption; /help is not sent to the model.
+    expect(answers).toHaveLength(4);
+    expect(r.stdout).toContain('you> ');
+    expect(r.stdout).toMatch(/\/caption +describe the current picture again/);
+    expect(r.stdout).toContain('the picture /dev/zero is not a regular file');
+    expect(r.stdout).not.toMatch(/ENOENT|EISDIR|Unknown command/);
+    // No info log lines in the conversation.
+    expect(r.stderr).not.toMatch(/ INFO /);
   });
 
   describe.skipIf(!HAS_SHARED)('on the golden fixture', () => {

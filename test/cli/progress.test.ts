@@ -15,19 +15,20 @@ function stream(isTTY: boolean, columns?: number) {
 describe('TransferProgress', () => {
   it('reports bytes, rate over the window and ETA, per file and in total, resumed bytes counted as done', () => {
     let now = 0;
+    const MB = 1024 * 1024;
     const p = new TransferProgress({
-      totalBytes: 10_000_000,
+      totalBytes: 10 * MB,
       stream: stream(false),
       now: () => now,
       windowMs: 5000,
     });
-    p.skipFile(2_000_000);
-    p.startFile('model-00002-of-00002.safetensors', 8_000_000, 1_000_000);
+    p.skipFile(2 * MB);
+    p.startFile('model-00002-of-00002.safetensors', 8 * MB, 1 * MB);
     now = 2000;
-    p.add(2_000_000);
-    // 5 MB of 10 done; 2 MB transferred in 2 s → 1 MB/s; 5 MB left → 5 s.
+    p.add(2 * MB);
+    // 5 MB of 10 done; 2 MB transferred in 2 s → 1 MB/s; 5 MB left → 5 s (src/util/bytes.ts: binary units).
     expect(p.line()).toMatch(
-      / 50% 5\.0 MB \/ 10\.0 MB · 1\.0 MB\/s · ETA 5s · model-00002-of-00002\.safetensors 38% of 8\.0 MB$/,
+      / 50% 5\.0 MB \/ 10 MB · 1\.0 MB\/s · ETA 5s · model-00002-of-00002\.safetensors 38% of 8\.0 MB$/,
     );
     // Nothing arrives for longer than the window: the rate falls to zero and the line says so.
     now = 9000;

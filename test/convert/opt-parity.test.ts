@@ -1,10 +1,10 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../../src/convert/convert.js';
 import { type LoadedTensor, readSafetensorsFile } from '../../src/convert/safetensors.js';
+import { createSession, ort } from '../../src/engine/ort.js';
 import { GRAPH_FILES, OPT_IO, type WeightDtype } from '../../src/model/graph-io.js';
 import { HAS_OPT_FIXTURE, OPT_FIXTURE_DIR, OPT_SKIP_REASON } from '../helpers/shared.js';
 import { compare } from '../helpers/tensors.js';
@@ -80,7 +80,7 @@ describe.skipIf(!HAS_OPT_FIXTURE)('converter parity with Hugging Face on blip2-o
     for (const dtype of ['fp32', 'mixed'] as const) {
       const dir = join(work, dtype);
       await convertCheckpoint(OPT_FIXTURE_DIR, dir, { dtype });
-      const open = (file: string) => ort.InferenceSession.create(join(dir, file));
+      const open = (file: string) => createSession(join(dir, file));
       sessions[dtype] = {
         vision: await open(GRAPH_FILES.vision),
         qformer: await open(GRAPH_FILES.qformer),

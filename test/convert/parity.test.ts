@@ -1,11 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../../src/convert/convert.js';
 import { relativePositionTable } from '../../src/convert/graphs/relative-position.js';
 import { type LoadedTensor, readSafetensorsFile } from '../../src/convert/safetensors.js';
+import { createSession, ort } from '../../src/engine/ort.js';
 import type { WeightDtype } from '../../src/model/graph-io.js';
 import { HAS_SHARED, SHARED_SKIP_REASON, TINY_FIXTURE_DIR } from '../helpers/shared.js';
 import { compare } from '../helpers/tensors.js';
@@ -18,7 +18,7 @@ const TOLERANCE = 1e-4;
 type Outputs = Record<string, Float32Array>;
 
 async function runAll(modelDir: string, pixels: LoadedTensor): Promise<Outputs> {
-  const open = (f: string) => ort.InferenceSession.create(join(modelDir, f));
+  const open = (f: string) => createSession(join(modelDir, f));
   const [vision, qformer, encoder, crossKv, decoder] = await Promise.all(
     ['vision_encoder.onnx', 'qformer.onnx', 't5_encoder.onnx', 't5_cross_kv.onnx', 't5_decoder.onnx'].map(
       open,
@@ -64,12 +64,14 @@ async function runAll(modelDir: string, pixels: LoadedTensor): Promise<Outputs> 
 }
 
 describe.skipIf(!HAS_SHARED)('converter parity with Hugging Face on blip2-tiny', () => {
-  const work = mkdtempSync(join(tmpdir(), 'blip2-parity-'));
+  // Created in beforeAll, not here: a skipped suite's body still runs, its afterAll does not.
+  let work: string;
   const models: Partial<Record<WeightDtype, string>> = {};
   let golden: Map<string, LoadedTensor>;
   const outputs: Partial<Record<WeightDtype, Outputs[]>> = {};
 
   beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), 'blip2-parity-'));
     golden = await readSafetensorsFile(join(TINY_FIXTURE_DIR, 'golden.safetensors'));
     for (const dtype of ['fp32', 'int8', 'int4', 'mixed'] as const) {
       models[dtype] = join(work, dtype);

@@ -392,9 +392,7 @@ describe('synthetic checkpoints', () => {
     const err = await writeSyntheticCheckpoint(dir, { config: absurd, seed: 0 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InsufficientDiskSpaceError);
     expect((err as InsufficientDiskSpaceError).neededBytes).toBeGreaterThan(8e14);
-    expect((err as Error).message).toMatch(
-      /not enough free disk space in .*absurd.*needs 8\d\d\d\d\d\.\d\d GB/,
-    );
+    expect((err as Error).message).toMatch(/not enough free disk space in .*absurd.*needs \d+ GB/);
     expect(await readdir(dir)).toEqual([]);
   });
 

@@ -284,6 +284,41 @@ describe('Discord adapter against the emulator', () => {
     expect(bot.engine.requests.at(-1)).toMatchObject({ question: 'hello' });
   });
 
+  it("keeps each person's /describe conversation apart where threads cannot be opened (item 8)", async () => {
+    bot = await startTestBot(emulator, { sharedEngine: engine });
+    const noThreads = emulator.channels.noThreads.id;
+    const first = emulator.slashCommand({
+      channelId: noThreads,
+      author: emulator.users.alice,
+      attachment: { name: 'a.png', contentType: 'image/png', bytes: await pngBytes(11) },
+      question: 'what is it?',
+    });
+    await emulator.waitFor('alice answered', () => first.original?.content.includes(DEMO_NOTICE));
+    const second = emulator.slashCommand({
+      channelId: noThreads,
+      author: emulator.users.bob,
+      attachment: { name: 'b.png', contentType: 'image/png', bytes: await pngBytes(12) },
+      question: 'and this one?',
+    });
+    await emulator.waitFor('bob answered', () => second.original?.content.includes(DEMO_NOTICE));
+    expect(emulator.thread(first.original!.id)).toBeUndefined();
+    // Bob's prompt must not carry Alice's turn.
+    expect(bot.engine.requests[1]).toMatchObject({ question: 'and this one?' });
+    expect(bot.engine.requests[1]!.history ?? []).toEqual([]);
+    // Alice's follow-up by mention continues her own conversation, not Bob's.
+    emulator.userMessage({
+      channelId: noThreads,
+      author: emulator.users.alice,
+      mention: true,
+      content: 'sure?',
+    });
+    await emulator.waitFor('alice follow-up', () => bot!.engine.requests.length >= 3);
+    expect(bot.engine.requests[2]).toMatchObject({
+      question: 'sure?',
+      history: [{ question: 'what is it?' }],
+    });
+  });
+
   it('gives a short hint when mentioned without any picture', async () => {
     bot = await startTestBot(emulator, { sharedEngine: engine });
     const source = emulator.userMessage({
@@ -326,15 +361,24 @@ describe('Discord adapter against the emulator', () => {
 
   it('finishes a running answer on stop before disconnecting', async () => {
     bot = await startTestBot(emulator, { sharedEngine: engine });
+    // The answer is held until the stop has begun, so the test fails unless stop really waits for it.
+    let release = () => {};
+    bot.engine.gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
     const source = emulator.userMessage({
       channelId: emulator.channels.general.id,
       mention: true,
       attachments: [{ name: 'a.png', contentType: 'image/png', bytes: await pngBytes(10) }],
     });
-    await emulator.waitFor('job started', () => bot!.core.activeJobs > 0 || answerIn(source.id));
+    await emulator.waitFor('job running', () => bot!.engine.requests.length > 0);
+    expect(answerIn(source.id)).toBeUndefined();
     const running = bot;
     bot = undefined;
-    await running.stop();
+    const stopping = running.stop();
+    await new Promise((r) => setTimeout(r, 200));
+    release();
+    await stopping;
     expect(answerIn(source.id)).toBeDefined();
   });
 });

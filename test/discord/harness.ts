@@ -3,8 +3,8 @@ import type Keyv from 'keyv';
 import { type RunningDiscordAdapter, startDiscordAdapter } from '../../adapters/discord/index.js';
 import { ChatCore } from '../../src/chat/core.js';
 import type { ChatSettings } from '../../src/chat/settings.js';
-import { createLogger, type Logger } from '../../src/config/logger.js';
 import { closeKeyv, createKeyv, type StoreOptions } from '../../src/storage/keyv-store.js';
+import { createLogger, type Logger } from '../../src/util/logger.js';
 import {
   type EngineFixture,
   FAST_GENERATION,

@@ -18,12 +18,14 @@ const GREEDY = { numBeams: 1, maxNewTokens: 12, minNewTokens: 0 };
 const BEAM3 = { numBeams: 3, maxNewTokens: 12, minNewTokens: 0, lengthPenalty: 1, earlyStopping: false };
 
 describe.skipIf(!HAS_SHARED)('generation parity with HF on blip2-tiny (golden ids)', () => {
-  const work = mkdtempSync(join(tmpdir(), 'blip2-engine-parity-'));
+  // Created in beforeAll, not here: a skipped suite's body still runs, its afterAll does not.
+  let work: string;
   let engine: Blip2Engine;
   let golden: Golden;
   let tensors: Map<string, LoadedTensor>;
 
   beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), 'blip2-engine-parity-'));
     golden = JSON.parse(readFileSync(join(TINY_FIXTURE_DIR, 'golden.json'), 'utf8')) as Golden;
     tensors = await readSafetensorsFile(join(TINY_FIXTURE_DIR, 'golden.safetensors'));
     await convertCheckpoint(TINY_FIXTURE_DIR, join(work, 'model'));

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDemoModel } from '../../src/demo/demo-model.js';
 import { Blip2Engine } from '../../src/engine/engine.js';
 import { ImageError, InputError, QueueFullError, RequestAbortedError } from '../../src/engine/errors.js';
-import { ensureDemoModel } from '../../src/model/demo.js';
 import { HAS_SHARED, IMAGES_DIR } from '../helpers/shared.js';
 
 async function photo(seed: number): Promise<Uint8Array> {
@@ -221,7 +221,12 @@ describe('Blip2Engine on the demo model', () => {
           outcomes.push(`${f}: answered`);
         } catch (e) {
           expect(e, f).toBeInstanceOf(ImageError);
-          expect((e as ImageError).userMessage.length).toBeGreaterThan(10);
+          // Only the two broken files may fail, each with the message for its problem.
+          expect(f, (e as ImageError).userMessage).toMatch(
+            /^(truncated-progressive|corrupt-header-only)\.jpg$/,
+          );
+          expect((e as ImageError).code).toBe('corrupt');
+          expect((e as ImageError).userMessage).toMatch(/the file seems to be damaged/);
           outcomes.push(`${f}: ${(e as ImageError).code} — ${(e as ImageError).userMessage}`);
         }
       }

@@ -19,6 +19,7 @@ import {
   describeStore,
   SQLITE_FILE_NAME,
   type StoreOptions,
+  StoreUnavailableError,
   sqliteFilePath,
 } from '../../src/storage/keyv-store.js';
 
@@ -383,5 +384,22 @@ describe.skipIf(!REDIS_SERVER)('ImageCache on the Redis store', () => {
     const second = openKeyv({ redisUrl }, 'image-cache-restart');
     expectSameEmbeddings(await new ImageCache(second).get('img-r'), value);
     await checkKeyv(second, { redisUrl });
+  });
+});
+
+describe('a store that fails after start-up', () => {
+  it('is "storage unavailable", never a miss that would read as an expired picture (item 6)', async () => {
+    // A real Redis client against a port nobody listens on.
+    const keyv = createKeyv({ kind: 'redis', redisUrl: 'redis://127.0.0.1:1' }, 'images', {
+      onError: () => {},
+    });
+    try {
+      const cache = new ImageCache(keyv);
+      const err = await cache.get('img-0').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreUnavailableError);
+      expect((err as StoreUnavailableError).userMessage).toMatch(/storage is unavailable right now/);
+    } finally {
+      await closeKeyv(keyv);
+    }
   });
 });

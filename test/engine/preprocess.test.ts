@@ -191,7 +191,11 @@ describe('preprocessImage: limits and non-images (no fixtures needed)', () => {
   it('refuses empty input and input over the byte limit', async () => {
     await expectImageError(preprocessImage(new Uint8Array(0)), 'empty');
     const png = await tinyPng(40, 30);
-    await expectImageError(preprocessImage(png, undefined, { maxBytes: 50 }), 'too_large', /under 0\.0 MB/);
+    await expectImageError(
+      preprocessImage(png, undefined, { maxBytes: 50 }),
+      'too_large',
+      /too large \(\d+ bytes\)\. Please send one under 50 bytes/,
+    );
     const big = new Uint8Array(21 * 1024 * 1024);
     big.set(png);
     await expectImageError(preprocessImage(big), 'too_large', /too large \(21 MB\).*under 20 MB/);

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import Keyv from 'keyv';
 import { ChatCore } from '../../src/chat/core.js';
 import type { ChatSettings } from '../../src/chat/settings.js';
+import { ensureDemoModel } from '../../src/demo/demo-model.js';
 import type { ImageQuestionEngine } from '../../src/engine/api.js';
 import { Blip2Engine } from '../../src/engine/engine.js';
-import { ensureDemoModel } from '../../src/model/demo.js';
 
 /** The real engine on the seeded demo model, built into a temporary directory (a fraction of a second). */
 async function openEngine(): Promise<{ engine: ImageQuestionEngine; dispose(): Promise<void> }> {

@@ -272,6 +272,17 @@ describe('SlackThreadOutput', () => {
     expect(emulator.callsTo('reactions.remove')).toHaveLength(1);
     expect(emulator.reactions).toEqual([]);
   });
+
+  it('deletes a message it posted (a queue notice that could not become the answer, item 10)', async () => {
+    const client = new webApi.WebClient(BOT_TOKEN, { slackApiUrl: emulator.apiUrl });
+    const parent = emulator.nextTs();
+    const output = new SlackThreadOutput(client, { channel: 'C0DEL', threadTs: parent });
+    const notice = await output.send("I'm busy with other pictures; you're #3 in line.");
+    expect(emulator.messagesIn('C0DEL', parent)).toHaveLength(1);
+    await output.delete(notice);
+    expect(emulator.messagesIn('C0DEL', parent)).toEqual([]);
+    expect(emulator.callsTo('chat.delete')).toHaveLength(1);
+  });
 });
 
 describe('small helpers', () => {

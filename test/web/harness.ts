@@ -8,7 +8,6 @@ import { type RunningWebAdapter, startWebAdapter, type WebAdapterOptions } from 
 import { ChatCore } from '../../src/chat/core.js';
 import type { ChatSettings } from '../../src/chat/settings.js';
 import type { WebConfig } from '../../src/config/config.js';
-import { silentLogger } from '../../src/config/logger.js';
 import type {
   EncodeImageResult,
   GenerateRequest,
@@ -16,6 +15,7 @@ import type {
   ImageQuestionEngine,
 } from '../../src/engine/api.js';
 import { InferenceQueue } from '../../src/engine/queue.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { FAST_GENERATION } from '../chat/engine-fixture.js';
 
 /** Runs the real engine, but each run first waits, inside a real InferenceQueue, until the gate is open. */

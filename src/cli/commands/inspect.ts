@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { readSafetensorsFile, writeSafetensors } from '../../convert/safetensors.js';
+import { readImageFile } from '../../engine/image-file.js';
 import { Blip2Model, type FloatTensor } from '../../engine/model.js';
 import { parsePreprocessorConfig, preprocessImage } from '../../engine/preprocess.js';
 import { generationTokenIds } from '../../model/config.js';
@@ -42,7 +42,7 @@ export async function pixelsFromArgs(
   }
   if (pixelValues) return loadPixelValues(pixelValues);
   const config = parsePreprocessorConfig(await model.preprocessorConfig());
-  const result = await preprocessImage(await readFile(image!), config);
+  const result = await preprocessImage(await readImageFile(image!), config);
   return { data: result.data, dims: [...result.dims] };
 }
 

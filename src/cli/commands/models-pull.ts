@@ -13,13 +13,14 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { type ConvertModelSummary, convertModel, type ModelDtype } from '../../calibrate/convert-model.js';
-import { readManifest } from '../../convert/convert.js';
+import { UserFacingError } from '../../errors.js';
 import { planCheckpoint, SHARD_INDEX, shardsFromIndex } from '../../hub/checkpoint-files.js';
 import { HubClient, type RetryPolicy } from '../../hub/client.js';
 import { isValidRepoId, listRepoFiles, type RepoFile, resolveRevision } from '../../hub/repo.js';
 import { SourceDir } from '../../hub/source-dir.js';
 import { ConfigError, resolveBlip2Config } from '../../model/config.js';
 import { WEIGHT_DTYPES } from '../../model/graph-io.js';
+import { readManifest } from '../../model/manifest.js';
 import { formatBytes } from '../../util/bytes.js';
 import { ensureFreeSpace, type StatfsReader } from '../../util/disk-space.js';
 import { parseWithPositionals, UsageError } from '../args.js';
@@ -55,8 +56,11 @@ const CONVERTED_SIZE_RATIO: Record<ModelDtype, number> = {
   auto: 1.28,
 };
 
-export class PullError extends Error {
+export class PullError extends UserFacingError {
   override name = 'PullError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('pull', message, options);
+  }
 }
 
 export interface PullOptions {

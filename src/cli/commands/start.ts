@@ -11,12 +11,19 @@ import { startLocalAdapter } from '../../../adapters/local/index.js';
 import { startWebAdapter } from '../../../adapters/web/index.js';
 import { ChatCore } from '../../chat/core.js';
 import type { ChatHandler, RunningAdapter } from '../../chat/types.js';
-import { type BotConfig, CONFIG_VARIABLES, ConfigError, type Env, loadConfig } from '../../config/config.js';
-import { createLogger, type Logger } from '../../config/logger.js';
+import { type BotConfig, CONFIG_VARIABLES, type Env, loadConfig } from '../../config/config.js';
+import { ensureDemoModel } from '../../demo/demo-model.js';
 import { Blip2Engine } from '../../engine/engine.js';
-import { ensureDemoModel } from '../../model/demo.js';
+import { UserFacingError } from '../../errors.js';
 import { MANIFEST_FILE } from '../../model/graph-io.js';
-import { closeKeyv, createKeyv, describeStore } from '../../storage/keyv-store.js';
+import {
+  checkKeyv,
+  closeKeyv,
+  createKeyv,
+  describeStore,
+  StoreUnavailableError,
+} from '../../storage/keyv-store.js';
+import { createLogger, type Logger } from '../../util/logger.js';
 
 export const START_USAGE = `Usage: blip2-bot start [--local]
 
@@ -31,7 +38,7 @@ Variables:
 ${Object.entries(CONFIG_VARIABLES)
   .map(([name, meaning]) => `  ${name.padEnd(24)}${meaning}`)
   .join('\n')}
-  SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET, SLACK_PORT, SLACK_API_URL: see "Run it on Slack" in README.md`;
+(Discord and Slack set-up: "Run it on Discord" and "Run it on Slack" in README.md.)`;
 
 const NO_PLATFORM_HELP = `No chat platform is configured, so the bot runs the web playground only. To connect it, set in .env
 (copy .env.example):
@@ -128,6 +135,26 @@ function stopRequested(signal: AbortSignal | undefined): { promise: Promise<stri
   return { promise, cleanup: () => cleanup() };
 }
 
+/** An adapter that lost its platform for good after start-up (Discord's fatal gateway closes). */
+function adapterFailure(): {
+  promise: Promise<string>;
+  report: (error: UserFacingError) => void;
+  error: UserFacingError | undefined;
+} {
+  let resolve: (reason: string) => void = () => {};
+  const state = {
+    promise: new Promise<string>((r) => {
+      resolve = r;
+    }),
+    error: undefined as UserFacingError | undefined,
+    report: (error: UserFacingError) => {
+      state.error ??= error;
+      resolve(error.code);
+    },
+  };
+  return state;
+}
+
 export async function startCommand(argv: string[], deps: StartDeps = {}): Promise<number> {
   const stdout = deps.stdout ?? process.stdout;
   const stderr = deps.stderr ?? process.stderr;
@@ -153,9 +180,8 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     const slackConfig = slackModule?.slackConfigFromEnv(config.env);
     if (slackModule && slackConfig) slack = { module: slackModule, config: slackConfig };
   } catch (err) {
-    const e = err as Error;
-    if (e instanceof ConfigError || e.name === 'SlackConfigError') {
-      stderr.write(`blip2-bot start: ${e.message}\n`);
+    if (err instanceof UserFacingError) {
+      stderr.write(`blip2-bot start: ${err.userMessage}\n`);
       return 2;
     }
     throw err;
@@ -166,21 +192,30 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
   // Without a platform the web is the bot's face; beside platforms it runs only when asked for.
   const web = !platforms || config.web.portSet;
 
-  const logger = createLogger({ level: config.logLevel, secrets: config.secrets });
+  // With the terminal chat on the same screen, info lines would interleave with the conversation: warnings only,
+  // unless LOG_LEVEL asks for more.
+  const level = local && !config.env.LOG_LEVEL ? 'warn' : config.logLevel;
+  const logger = createLogger({ level, secrets: config.secrets });
   const stop = stopRequested(deps.signal);
+  const failed = adapterFailure();
   const stores: Keyv[] = [];
   const adapters: RunningAdapter[] = [];
   let engine: Blip2Engine | undefined;
   let core: ChatCore | undefined;
   let exitCode = 0;
   try {
-    engine = await loadEngine(config, logger, stderr);
-    const storeErrors = (e: unknown) => logger.warn('conversation store error', e);
+    // The store first: a bad BLIP2_DATA_DIR or an unreachable Redis is one clear line now, not warnings and
+    // "expired" answers later.
+    const storeErrors = (e: unknown) =>
+      logger.warn(`conversation store error: ${(e as Error)?.message ?? e}`);
     const conversations = createKeyv(config.store, 'conversations', { onError: storeErrors });
+    stores.push(conversations);
+    await checkKeyv(conversations, config.store);
     const handled = createKeyv(config.store, 'handled', { onError: storeErrors });
-    stores.push(conversations, handled);
+    stores.push(handled);
     const webThreads = web ? createKeyv(config.store, 'web-threads', { onError: storeErrors }) : undefined;
     if (webThreads) stores.push(webThreads);
+    engine = await loadEngine(config, logger, stderr);
     core = new ChatCore({
       engine,
       conversations,
@@ -190,7 +225,9 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     });
 
     if (config.discord) {
-      adapters.push(await startDiscordAdapter({ core, config, logger: logger.child('discord') }));
+      adapters.push(
+        await startDiscordAdapter({ core, config, logger: logger.child('discord'), onFatal: failed.report }),
+      );
     }
     if (slack) {
       adapters.push(
@@ -221,12 +258,28 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     }
     deps.onReady?.({ core, adapters, demo: engine.demo });
     logger.info(`running: ${adapters.map((a) => a.name).join(', ')}; press Ctrl-C to stop`);
-    const reason = await Promise.race([stop.promise, localDone.then(() => 'terminal chat ended')]);
+    const reason = await Promise.race([
+      stop.promise,
+      localDone.then(() => 'terminal chat ended'),
+      failed.promise,
+    ]);
     logger.info(`stopping (${reason})`);
+    if (failed.error) {
+      // The orderly stop below still runs; the non-zero exit lets a service manager restart the bot.
+      stderr.write(`blip2-bot start: ${failed.error.userMessage}\n`);
+      exitCode = 1;
+    }
   } catch (err) {
-    logger.error('the bot could not start', err);
-    stderr.write(`blip2-bot start: ${(err as Error).message}\n`);
-    exitCode = 1;
+    if (err instanceof UserFacingError) {
+      // Meant for people: the one line below says it all; the details (cause, stack) only at debug level.
+      logger.debug('the bot could not start', err);
+      stderr.write(`blip2-bot start: ${err.userMessage}\n`);
+      exitCode = err instanceof StoreUnavailableError ? 2 : 1;
+    } else {
+      logger.error('the bot could not start', err);
+      stderr.write(`blip2-bot start: ${(err as Error).message}\n`);
+      exitCode = 1;
+    }
   } finally {
     stop.cleanup();
     // Running answers finish (or are cancelled after the grace period) while the adapters can still post them.

@@ -92,7 +92,7 @@ export class GraphBuilder {
     return this.typedWeight(name, data, dims, dataTypeOf(data), countAsParameters);
   }
 
-  /** Adds a float16 weight from its raw bits. */
+  /** Adds a float16 weight from its raw bits (quantised T5 graphs keep their token embeddings in fp16). */
   float16Weight(name: string, bits: Uint16Array, dims: number[]): string {
     return this.typedWeight(name, bits, dims, TensorDataType.FLOAT16, true);
   }

@@ -116,6 +116,11 @@ export class DiscordEmulator {
     return this.gateway.identifies;
   }
 
+  /** Discord ends every gateway session with a close code (4004 token reset, 4014 intent switched off). */
+  closeGateway(code: number, reason = 'closed by the emulator'): void {
+    this.gateway.closeSessions(code, reason);
+  }
+
   private async listen(): Promise<void> {
     this.server = createServer((req, res) => {
       this.serve(req, res).catch((err) => {
@@ -235,7 +240,8 @@ export class DiscordEmulator {
             context: 0,
           }
         : { user: author, context: 1 }),
-      app_permissions: MEMBER_PERMISSIONS.toString(),
+      // As Discord does: the bot's permissions in this channel, its overwrites applied.
+      app_permissions: channelPermissions(channel).toString(),
       locale: 'en-US',
       guild_locale: 'en-US',
       entitlements: [],
@@ -667,3 +673,10 @@ export class DiscordEmulator {
 
 export type { EmulatedChannel, EmulatedMessage, EmulatedUser } from './payloads.js';
 export { snowflake } from './payloads.js';
+
+/** The member permissions minus what the channel's overwrites deny (enough for the emulated channels). */
+function channelPermissions(channel: EmulatedChannel): bigint {
+  let permissions = MEMBER_PERMISSIONS;
+  for (const overwrite of channel.permission_overwrites ?? []) permissions &= ~BigInt(overwrite.deny);
+  return permissions;
+}

@@ -94,6 +94,11 @@ export class Gateway {
     }
   }
 
+  /** Closes every session with `code`, as Discord does after a token reset (4004) or an intent change (4014). */
+  closeSessions(code: number, reason: string): void {
+    for (const session of this.sessions) session.socket.close(code, reason);
+  }
+
   async close(): Promise<void> {
     for (const session of this.sessions) session.socket.terminate();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));

@@ -121,6 +121,8 @@ export class SlackEmulator {
   readonly fileFetches: FileFetch[] = [];
   /** Bodies POSTed to response_url endpoints, by id. */
   readonly responses: { id: string; body: Record<string, unknown> }[] = [];
+  /** Web API methods answering HTTP 429 with Retry-After (seconds) for their next `times` calls. */
+  readonly rateLimits = new Map<string, { times: number; retryAfter: number }>();
   /** Channels where chat.postMessage answers not_in_channel. */
   readonly notInChannel = new Set<string>();
   readonly teamId: string;
@@ -348,6 +350,14 @@ export class SlackEmulator {
       const args = parseArgs(await readBody(req), req.headers['content-type']);
       const token = bearer(req) ?? (typeof args.token === 'string' ? args.token : undefined);
       this.calls.push({ method, args, token, at: Date.now() });
+      const limit = this.rateLimits.get(method);
+      if (limit && limit.times > 0) {
+        limit.times--;
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': String(limit.retryAfter) });
+        res.end(JSON.stringify({ ok: false, error: 'ratelimited' }));
+        this.#emitChange();
+        return;
+      }
       const body = this.#api(method, args, token);
       json(res, body);
       this.#emitChange();
@@ -443,6 +453,12 @@ export class SlackEmulator {
             thread_ts: threadTs,
           },
         };
+      }
+      case 'chat.delete': {
+        const index = this.messages.findIndex((m) => m.channel === channel && m.ts === args.ts);
+        if (index < 0) return { ok: false, error: 'message_not_found' };
+        this.messages.splice(index, 1);
+        return { ok: true, channel, ts: args.ts };
       }
       case 'chat.update': {
         const message = this.messages.find((m) => m.channel === channel && m.ts === args.ts);

@@ -1,6 +1,7 @@
 /**
- * A small leveled logger that never prints secrets: every configured token is replaced before a line is written,
- * and anything shaped like a Discord or Slack token is masked even when nobody registered it.
+ * The one logger and the one secret redaction: a small leveled logger that never prints secrets. Every
+ * configured token is replaced before a line is written, and anything shaped like a Discord or Slack token is
+ * masked even when nobody registered it. Modules that log take a `Logger` (or a Pick of it).
  */
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -28,13 +29,20 @@ export interface LoggerOptions {
 const TOKEN_PATTERNS: readonly RegExp[] = [
   // Discord bot tokens: base64 user id . timestamp . HMAC
   /[A-Za-z\d_-]{23,28}\.[A-Za-z\d_-]{6,7}\.[A-Za-z\d_-]{27,}/g,
-  // Slack tokens (bot, user, app-level, refresh)
-  /\bx(?:ox[abprs]|app)-[A-Za-z\d-]{10,}/g,
+  // Slack tokens (bot, user, app-level, refresh, configuration: xoxb-, xoxp-, xapp-, xoxe-, …)
+  /\bx(?:ox[a-z]|app)-[A-Za-z\d-]+/g,
 ];
 
-export function redact(text: string, secrets: readonly string[]): string {
+/**
+ * Configured secrets shorter than this are not registered for masking: replacing every "test" or "1234" would
+ * garble lines and hide nothing.
+ */
+export const MIN_SECRET_CHARS = 8;
+
+/** Masks the given secrets (by value) and anything shaped like a Discord or Slack token. */
+export function redact(text: string, secrets: readonly string[] = []): string {
   let out = text;
-  for (const secret of secrets) out = out.split(secret).join('[redacted]');
+  for (const secret of secrets) if (secret) out = out.split(secret).join('[redacted]');
   for (const pattern of TOKEN_PATTERNS) out = out.replace(pattern, '[redacted]');
   return out;
 }
@@ -55,7 +63,9 @@ function describe(detail: unknown): string {
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const threshold = LOG_LEVELS.indexOf(options.level ?? 'info');
-  const secrets = (options.secrets ?? []).filter((s): s is string => typeof s === 'string' && s.length >= 8);
+  const secrets = (options.secrets ?? []).filter(
+    (s): s is string => typeof s === 'string' && s.length >= MIN_SECRET_CHARS,
+  );
   const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const prefix = options.scope ? `[${options.scope}] ` : '';
   const emit = (level: LogLevel, message: string, detail: unknown) => {

@@ -2,9 +2,11 @@
  * The demo model: tiny, seeded random weights in the real BLIP-2 FlanT5 layout, converted with the real converter.
  * It lets every command run on a fresh machine without downloading 15.8 GB; its answers are meaningless.
  */
+
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CONVERTER_VERSION, convertCheckpoint, readManifest } from '../convert/convert.js';
 import { writeTinyCheckpoint } from '../convert/synthetic.js';
@@ -13,14 +15,32 @@ export const DEMO_SEED = 2024;
 export const DEMO_NOTICE =
   'Demo model: random weights, so the answers are meaningless. Convert a real BLIP-2 model to get real answers (see models/README.md).';
 
-/** `<package root>/models/demo`, independent of the working directory. */
-export const DEFAULT_DEMO_DIR = resolve(
-  dirname(fileURLToPath(import.meta.url)),
-  '..',
-  '..',
-  'models',
-  'demo',
-);
+/**
+ * Where the demo model goes by default. In a checkout: `<repository>/models/demo`, independent of the working
+ * directory. Installed as a dependency (the package root is inside node_modules, which npm may replace at any
+ * time and which may not be writable): the user's cache, `$XDG_CACHE_HOME/blip2-bot/demo` or
+ * `~/.cache/blip2-bot/demo`. Pass a dir to ensureDemoModel to choose another place.
+ */
+export function defaultDemoDir(
+  packageRoot: string = PACKAGE_ROOT,
+  env: NodeJS.ProcessEnv = process.env,
+  home: string = homedir(),
+): string {
+  if (!packageRoot.split(sep).includes('node_modules')) return join(packageRoot, 'models', 'demo');
+  const cache = env.XDG_CACHE_HOME || join(home, '.cache');
+  return join(cache, 'blip2-bot', 'demo');
+}
+
+const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findPackageRoot(from: string): string {
+  // src/demo (checkout) or dist/src/demo (package): the first parent with a package.json.
+  let dir = from;
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+
+export const DEFAULT_DEMO_DIR = defaultDemoDir();
 
 /** Writes the demo model into `dir` unless a finished one is already there; returns the dir. */
 export async function ensureDemoModel(

@@ -1,0 +1,67 @@
+/** What --help promises and the flags it documents (item 16), checked in process where no spawn is needed. */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from '../../src/cli/args.js';
+import { ASK_USAGE } from '../../src/cli/commands/ask.js';
+import { configPath } from '../../src/cli/commands/models.js';
+import { START_USAGE } from '../../src/cli/commands/start.js';
+import { loadConfig } from '../../src/config/config.js';
+import { DEFAULT_QUEUE_CAPACITY } from '../../src/engine/queue.js';
+import { resolveBlip2Config } from '../../src/model/config.js';
+import { ROOT } from '../helpers/shared.js';
+
+describe('command-line help and flags', () => {
+  it('takes a negative number as a flag value: --length-penalty -1 (the README default)', () => {
+    const options = { 'length-penalty': { type: 'string' }, seed: { type: 'string' } } as const;
+    expect(parse(['--length-penalty', '-1', '--seed', '3'], options, 'usage')).toEqual({
+      'length-penalty': '-1',
+      seed: '3',
+    });
+    expect(parse(['--length-penalty', '-0.5'], options, 'usage')['length-penalty']).toBe('-0.5');
+    expect(() => parse(['--length-penalty', '-x'], options, 'usage')).toThrow(/ambiguous|Unknown option/);
+  });
+
+  it('start --help lists every Slack variable, SLACK_MODE and SLACK_HOST included', () => {
+    for (const name of [
+      'SLACK_BOT_TOKEN',
+      'SLACK_APP_TOKEN',
+      'SLACK_SIGNING_SECRET',
+      'SLACK_MODE',
+      'SLACK_PORT',
+      'SLACK_HOST',
+      'SLACK_API_URL',
+    ]) {
+      expect(START_USAGE).toMatch(new RegExp(`^  ${name}\\s+\\S`, 'm'));
+    }
+  });
+
+  it('ask --help says which minimum length applies to raw --input-ids', () => {
+    expect(ASK_USAGE).toMatch(/--input-ids[^\n]*\n?[^\n]*no minimum length/);
+  });
+
+  it('models demo --help and models synth --help print the usage', () => {
+    for (const sub of ['demo', 'synth']) {
+      const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'blip2-bot.js'), 'models', sub, '--help'], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/models synth --config <config\.json \| blip2-flan-t5-xl>/);
+    }
+  });
+
+  it('models synth --config blip2-flan-t5-xl is the real config, shipped with the package', () => {
+    const path = configPath('blip2-flan-t5-xl');
+    expect(existsSync(path)).toBe(true);
+    const config = resolveBlip2Config(JSON.parse(readFileSync(path, 'utf8')));
+    expect(config.languageModel === 't5' && config.text.dModel).toBe(2048);
+    expect(config.numQueryTokens).toBe(32);
+    expect(configPath('my/config.json')).toBe('my/config.json');
+  });
+
+  it('the queue capacity default is defined once', () => {
+    expect(loadConfig({ env: {}, cwd: join(ROOT, 'test') }).queueCapacity).toBe(DEFAULT_QUEUE_CAPACITY);
+  });
+});
