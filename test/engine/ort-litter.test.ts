@@ -21,10 +21,12 @@ await create(${JSON.stringify(join(work, 'demo', 'qformer.onnx'))});
 // Ended by a signal, as vitest ends its workers: no exit handler runs.
 process.kill(process.pid, 'SIGKILL');
 `;
+    // The telemetry stays off (and writes nothing) when CI is set, as it is on CI machines: run as a user would.
+    const { CI: _ci, ...userEnv } = process.env;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: ROOT,
       encoding: 'utf8',
-      env: { ...process.env, TMPDIR: temp },
+      env: { ...userEnv, TMPDIR: temp },
       timeout: 60_000,
     });
     expect(r.signal, r.stderr).toBe('SIGKILL');
