@@ -139,9 +139,13 @@ describe.skipIf(!HAS_SHARED)(
       expect(rest).toEqual([]);
       expect(first!.range).toBeUndefined();
       expect(first!.bytesSent).toBe(3_000_000);
-      expect(second!.range).toBe(`bytes=${first!.bytesSent}-`);
+      // The client resumes from what reached it: all of the cut response, or (on a loaded machine) a little less
+      // when the socket is torn down before the kernel delivered its last buffers. Never from 0.
+      const resumedAt = Number(/^bytes=(\d+)-$/.exec(second!.range ?? '')?.[1]);
+      expect(resumedAt).toBeGreaterThan(2_000_000);
+      expect(resumedAt).toBeLessThanOrEqual(first!.bytesSent);
       expect(second!.status).toBe(206);
-      expect(second!.bytesSent).toBe(files[shard]!.length - first!.bytesSent);
+      expect(second!.bytesSent).toBe(files[shard]!.length - resumedAt);
       const kept = join(work, 'models', '.sources', 'blip2-tiny', shard);
       expect(sha256(readFileSync(kept))).toBe(sha256(files[shard]!));
       expect(r.stdout).toContain('source kept');
