@@ -5,7 +5,8 @@
  * input comes back as an extra output) and the converted model it is compared with.
  */
 import { join } from 'node:path';
-import { createSession, ort } from '../engine/ort.js';
+import { floatTensor, int64Tensor } from '../engine/model.js';
+import { createSession, type ort } from '../engine/ort.js';
 import { type Blip2Config, t5Config } from '../model/config.js';
 import {
   CROSS_KV_IO,
@@ -54,18 +55,6 @@ export class TapStore {
   rollback(mark: Map<string, number>): void {
     for (const [node, list] of this.chunks) list.length = mark.get(node) ?? 0;
   }
-}
-
-export function float(data: Float32Array, dims: readonly number[]): ort.Tensor {
-  return new ort.Tensor('float32', data, [...dims]);
-}
-
-export function int64(values: readonly number[], dims: readonly number[]): ort.Tensor {
-  return new ort.Tensor(
-    'int64',
-    BigInt64Array.from(values, (v) => BigInt(v)),
-    [...dims],
-  );
 }
 
 /** Drops tap outputs, keeping the graph's own. */
@@ -143,8 +132,8 @@ function emptyPast(config: Blip2Config, feeds: Feeds): void {
           DECODER_IO.pastValue,
         ];
   for (let i = 0; i < layers; i++) {
-    feeds[key(i)] = float(new Float32Array(0), [1, heads, 0, headDim]);
-    feeds[value(i)] = float(new Float32Array(0), [1, heads, 0, headDim]);
+    feeds[key(i)] = floatTensor({ data: new Float32Array(0), dims: [1, heads, 0, headDim] });
+    feeds[value(i)] = floatTensor({ data: new Float32Array(0), dims: [1, heads, 0, headDim] });
   }
 }
 
@@ -177,7 +166,7 @@ export async function runModel(dir: string, options: RunOptions): Promise<ModelR
     'vision',
     async (exec) => {
       for (const p of options.pixels) {
-        const feeds = { [VISION_IO.pixelValues]: float(p.data, p.dims) };
+        const feeds = { [VISION_IO.pixelValues]: floatTensor(p) };
         run.vision.push({ feeds, outputs: await exec(feeds) });
       }
     },
@@ -215,8 +204,8 @@ export async function runModel(dir: string, options: RunOptions): Promise<ModelR
         const total = query.dims[1]! + s.inputIds.length;
         const feeds = {
           [ENCODER_IO.queryEmbeds]: query,
-          [ENCODER_IO.inputIds]: int64(s.inputIds, [1, s.inputIds.length]),
-          [ENCODER_IO.attentionMask]: int64(new Array<number>(total).fill(1), [1, total]),
+          [ENCODER_IO.inputIds]: int64Tensor(s.inputIds, [1, s.inputIds.length]),
+          [ENCODER_IO.attentionMask]: int64Tensor(new Array<number>(total).fill(1), [1, total]),
         };
         run.encoder.push({ feeds, outputs: await exec(feeds) });
       }
@@ -255,7 +244,7 @@ export async function runModel(dir: string, options: RunOptions): Promise<ModelR
         const seq = [t.decoderStartTokenId];
         const step = (ids: number[]) => ({
           ...base,
-          [DECODER_IO.inputIds]: int64(ids, [1, ids.length]),
+          [DECODER_IO.inputIds]: int64Tensor(ids, [1, ids.length]),
         });
         // The greedy prefix runs repeat rows the teacher-forced run below sees once: their taps are dropped.
         const mark = taps?.mark();
@@ -298,9 +287,9 @@ async function runOpt(
       const total = query.dims[1]! + ids.length;
       const feeds: Feeds = {
         [OPT_IO.queryEmbeds]: query,
-        [OPT_IO.inputIds]: int64(ids, [1, ids.length]),
-        [OPT_IO.attentionMask]: int64(new Array<number>(total).fill(1), [1, total]),
-        [OPT_IO.numLogits]: int64([numLogits], [1]),
+        [OPT_IO.inputIds]: int64Tensor(ids, [1, ids.length]),
+        [OPT_IO.attentionMask]: int64Tensor(new Array<number>(total).fill(1), [1, total]),
+        [OPT_IO.numLogits]: int64Tensor([numLogits], [1]),
       };
       emptyPast(config, feeds);
       return feeds;

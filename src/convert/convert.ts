@@ -274,6 +274,7 @@ export async function convertCheckpoint(
     );
     const graphs = {} as ModelManifest['graphs'];
     const matmuls: Record<string, MatMulPrecision> = {};
+    const embeddings = dtype === 'fp32' ? 'fp32' : 'fp16';
     let bytesWritten = 0;
     for (const name of MODEL_GRAPHS[config.languageModel]) {
       current = name;
@@ -285,7 +286,7 @@ export async function convertCheckpoint(
         kernelFor: (site) => (plan ? plan.kernelFor(site) : fixedKernel(site, format!, accuracyLevel)),
         blockSize,
         onMatMul: (site, kernel) => built.push({ site, kernel }),
-        embeddings: dtype === 'fp32' ? 'fp32' : 'fp16',
+        embeddings,
         ...(options.taps ? { taps: true } : {}),
       };
       await BUILDERS[name]({ graph: name, b: builder, weights: reader, quant }, config);
@@ -351,7 +352,7 @@ export async function convertCheckpoint(
       precision: {
         dtype,
         blockSize,
-        embeddings: dtype === 'fp32' ? 'fp32' : 'fp16',
+        embeddings,
         ...(plan?.bounds ? { bounds: plan.bounds } : {}),
         matmuls,
       },

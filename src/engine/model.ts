@@ -64,11 +64,12 @@ function describeSession(session: ort.InferenceSession): LoadedGraphIO {
   };
 }
 
-function floatTensor(t: FloatTensor): ort.Tensor {
+/** Also used by calibration (src/calibrate), which feeds the same graphs. */
+export function floatTensor(t: FloatTensor): ort.Tensor {
   return new ort.Tensor('float32', t.data, t.dims);
 }
 
-function int64Tensor(values: readonly number[], dims: number[]): ort.Tensor {
+export function int64Tensor(values: readonly number[], dims: number[]): ort.Tensor {
   return new ort.Tensor(
     'int64',
     BigInt64Array.from(values, (v) => BigInt(v)),
