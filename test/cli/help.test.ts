@@ -5,12 +5,14 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from '../../src/cli/args.js';
 import { ASK_USAGE } from '../../src/cli/commands/ask.js';
+import { CONVERT_USAGE } from '../../src/cli/commands/convert.js';
 import { configPath } from '../../src/cli/commands/models.js';
+import { PULL_USAGE } from '../../src/cli/commands/models-pull.js';
 import { START_USAGE } from '../../src/cli/commands/start.js';
 import { loadConfig } from '../../src/config/config.js';
 import { DEFAULT_QUEUE_CAPACITY } from '../../src/engine/queue.js';
 import { resolveBlip2Config } from '../../src/model/config.js';
-import { ROOT } from '../helpers/shared.js';
+import { HAS_SHARED, ROOT, SHARED_DIR, SHARED_SKIP_REASON } from '../helpers/shared.js';
 
 describe('command-line help and flags', () => {
   it('takes a negative number as a flag value: --length-penalty -1 (the README default)', () => {
@@ -37,13 +39,34 @@ describe('command-line help and flags', () => {
     }
   });
 
+  it('every variable .env.example documents is listed by start --help (or models pull --help for the Hub)', () => {
+    const documented = [
+      ...readFileSync(join(ROOT, '.env.example'), 'utf8').matchAll(/^#?\s*([A-Z][A-Z0-9_]+)=/gm),
+    ].map((m) => m[1]!);
+    expect(documented).toContain('SLACK_HOST');
+    for (const name of new Set(documented)) {
+      const listed = new RegExp(`^  ${name}\\s+\\S`, 'm');
+      expect(listed.test(START_USAGE) || PULL_USAGE.includes(name), name).toBe(true);
+    }
+  });
+
+  it('convert --help describes every --dtype, auto the default, mixed with an int4 language model', () => {
+    expect(CONVERT_USAGE).toMatch(/--dtype[^\n]*\(default auto\)/);
+    for (const dtype of ['auto', 'mixed', 'int8', 'int4', 'fp32']) {
+      // Each name starts a description: at a line start or after another format's.
+      expect(CONVERT_USAGE).toMatch(new RegExp(`(^\\s+|, |; )${dtype}(, \\S+)? {2,}\\S`, 'm'));
+    }
+    expect(CONVERT_USAGE).toMatch(/int4 MatMulNBits for\s+the language model \(T5 encoder/);
+    expect(CONVERT_USAGE).not.toMatch(/int8[^,.]*T5 encoder/);
+  });
+
   it('ask --help says which minimum length applies to raw --input-ids', () => {
     expect(ASK_USAGE).toMatch(/--input-ids[^\n]*\n?[^\n]*no minimum length/);
   });
 
-  it('models demo --help and models synth --help print the usage', () => {
-    for (const sub of ['demo', 'synth']) {
-      const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'blip2-bot.js'), 'models', sub, '--help'], {
+  it('models --help, models demo --help and models synth --help print the usage', () => {
+    for (const sub of [[], ['demo'], ['synth']]) {
+      const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'blip2-bot.js'), 'models', ...sub, '--help'], {
         encoding: 'utf8',
         timeout: 60_000,
       });
@@ -59,6 +82,14 @@ describe('command-line help and flags', () => {
     expect(config.languageModel === 't5' && config.text.dModel).toBe(2048);
     expect(config.numQueryTokens).toBe(32);
     expect(configPath('my/config.json')).toBe('my/config.json');
+  });
+
+  it.skipIf(!HAS_SHARED)('the blip2-flan-t5-xl preset is the Hub repo config.json, unchanged', () => {
+    if (!HAS_SHARED) return console.warn(SHARED_SKIP_REASON);
+    const hub = join(SHARED_DIR, 'assets', 'hf-configs', 'Salesforce--blip2-flan-t5-xl', 'config.json');
+    expect(JSON.parse(readFileSync(configPath('blip2-flan-t5-xl'), 'utf8'))).toEqual(
+      JSON.parse(readFileSync(hub, 'utf8')),
+    );
   });
 
   it('the queue capacity default is defined once', () => {
