@@ -14,6 +14,7 @@ import {
   DTYPE_FORMATS,
   GRAPH_FILES,
   type GraphName,
+  graphSignature,
   type HubSource,
   MANIFEST_FILE,
   MODEL_FORMAT,
@@ -280,6 +281,7 @@ export async function convertCheckpoint(
       current = name;
       const file = GRAPH_FILES[name];
       const builder = new GraphBuilder(name, join(work, `${file}.data`));
+      builder.useSignature(graphSignature(name, config));
       const format = dtype === 'auto' ? undefined : DTYPE_FORMATS[dtype][name];
       const built: { site: MatMulSite; kernel: Kernel }[] = [];
       const quant: QuantOptions = {

@@ -2,8 +2,9 @@
  * The one description of the converted graphs' files, inputs and outputs. The converter builds exactly these
  * names and the engine feeds exactly these, so a change here changes both sides at once.
  *
- * Symbolic dims: B batch (beams), S image tokens, Q query tokens (may be 0), L prompt tokens, E = Q + L encoder
- * positions, P past decoder positions, T new decoder positions (1 per step).
+ * Symbolic dims: B batch (beams), Q query tokens (may be 0: OPT steps), L prompt tokens, E = Q + L encoder
+ * positions, P past decoder positions, T new decoder positions (1 per step), N logit positions. The converter
+ * fixes the image size, the image tokens and the Q-Former's query count from the config; they are numbers.
  */
 
 import type { LanguageModelKind } from './config.js';
@@ -221,8 +222,9 @@ export interface GraphSignature {
 }
 
 interface SignatureCommon {
-  vision: { hiddenSize: number };
+  vision: { hiddenSize: number; numChannels: number; imageSize: number; patchSize: number };
   qformer: { hiddenSize: number };
+  numQueryTokens: number;
 }
 
 /** The dims a signature needs from the resolved config (a structural subset of Blip2Config; no kind: FlanT5). */
@@ -239,13 +241,22 @@ export type SignatureConfig =
 const f32 = (name: string, dims: (number | string)[]): GraphTensorSpec => ({ name, type: 'float32', dims });
 const i64 = (name: string, dims: (number | string)[]): GraphTensorSpec => ({ name, type: 'int64', dims });
 
+/** CLS + one token per patch (as `visionSequenceLength` in config.ts, for the structural subset here). */
+function imageTokens(v: SignatureCommon['vision']): number {
+  const side = v.imageSize / v.patchSize;
+  return 1 + side * side;
+}
+
 function perLayer(layers: number, make: (layer: number) => GraphTensorSpec[]): GraphTensorSpec[] {
   return Array.from({ length: layers }, (_, i) => make(i)).flat();
 }
 
-/** What the converter of this version writes for `graph` of a model with `config`. */
+/**
+ * What the converter of this version writes for `graph` of a model with `config`: the graph builders declare
+ * their inputs and outputs from it and the engine checks loaded sessions against it.
+ */
 export function graphSignature(graph: GraphName, config: SignatureConfig): GraphSignature {
-  const { vision, qformer } = config;
+  const { vision, qformer, numQueryTokens: Q } = config;
   if (config.languageModel === 'opt') {
     const o = config.text;
     switch (graph) {
@@ -284,15 +295,15 @@ export function graphSignature(graph: GraphName, config: SignatureConfig): Graph
   switch (graph) {
     case 'vision':
       return {
-        inputs: [f32(VISION_IO.pixelValues, ['B', 3, 'H', 'W'])],
-        outputs: [f32(VISION_IO.imageEmbeds, ['B', 'S', vision.hiddenSize])],
+        inputs: [f32(VISION_IO.pixelValues, ['B', vision.numChannels, vision.imageSize, vision.imageSize])],
+        outputs: [f32(VISION_IO.imageEmbeds, ['B', imageTokens(vision), vision.hiddenSize])],
       };
     case 'qformer':
       return {
-        inputs: [f32(QFORMER_IO.imageEmbeds, ['B', 'S', vision.hiddenSize])],
+        inputs: [f32(QFORMER_IO.imageEmbeds, ['B', imageTokens(vision), vision.hiddenSize])],
         outputs: [
-          f32(QFORMER_IO.qformerOutput, ['B', 'Q', qformer.hiddenSize]),
-          f32(QFORMER_IO.queryEmbeds, ['B', 'Q', width]),
+          f32(QFORMER_IO.qformerOutput, ['B', Q, qformer.hiddenSize]),
+          f32(QFORMER_IO.queryEmbeds, ['B', Q, width]),
         ],
       };
   }

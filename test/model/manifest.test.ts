@@ -91,8 +91,9 @@ describe('model manifest and graph signatures', () => {
   it('describes the OPT graph and refuses graphs a kind does not have', () => {
     const config = {
       languageModel: 'opt' as const,
-      vision: { hiddenSize: 8 },
+      vision: { hiddenSize: 8, numChannels: 3, imageSize: 28, patchSize: 14 },
       qformer: { hiddenSize: 6 },
+      numQueryTokens: 3,
       text: { hiddenSize: 4, headDim: 2, numHeads: 2, numLayers: 2, vocabSize: 10 },
     };
     const opt = graphSignature('opt', config);
@@ -107,7 +108,8 @@ describe('model manifest and graph signatures', () => {
       'past.1.value',
     ]);
     expect(opt.outputs.map((o) => o.name)).toContain('logits');
-    expect(graphSignature('qformer', config).outputs[1]!.dims).toEqual(['B', 'Q', 4]);
+    expect(graphSignature('qformer', config).outputs[1]!.dims).toEqual(['B', 3, 4]);
+    expect(graphSignature('vision', config).outputs[0]!.dims).toEqual(['B', 5, 8]);
     expect(() => graphSignature('decoder', config)).toThrow(/an OPT model has no decoder graph/);
   });
 
@@ -123,8 +125,9 @@ describe('model manifest and graph signatures', () => {
 
   it('compares names and element types', () => {
     const config = {
-      vision: { hiddenSize: 8 },
+      vision: { hiddenSize: 8, numChannels: 3, imageSize: 28, patchSize: 14 },
       qformer: { hiddenSize: 6 },
+      numQueryTokens: 3,
       text: { dModel: 4, dKv: 2, numHeads: 2, numDecoderLayers: 2, vocabSize: 10 },
     };
     const decoder = graphSignature('decoder', config);

@@ -21,7 +21,6 @@ import {
   scaledDotAttention,
   splitHeads,
 } from '../layers.js';
-import { TensorDataType } from '../onnx/graph-builder.js';
 
 const LM = 'language_model';
 const DECODER = `${LM}.model.decoder`;
@@ -131,16 +130,15 @@ export async function buildOptGraph(ctx: LayerContext, config: Blip2Config): Pro
   const { b } = ctx;
   const t = optConfig(config);
   const D = t.hiddenSize;
-  const query = b.input(OPT_IO.queryEmbeds, TensorDataType.FLOAT, ['batch', 'query_tokens', D]);
-  const ids = b.input(OPT_IO.inputIds, TensorDataType.INT64, ['batch', 'prompt_tokens']);
-  const mask = b.input(OPT_IO.attentionMask, TensorDataType.INT64, ['batch', 'total_tokens']);
-  const numLogits = b.input(OPT_IO.numLogits, TensorDataType.INT64, [1]);
+  const query = b.signatureInput(OPT_IO.queryEmbeds);
+  const ids = b.signatureInput(OPT_IO.inputIds);
+  const mask = b.signatureInput(OPT_IO.attentionMask);
+  const numLogits = b.signatureInput(OPT_IO.numLogits);
   const past: { key: string; value: string }[] = [];
   for (let i = 0; i < t.numLayers; i++) {
-    const dims = ['batch', t.numHeads, 'past_tokens', t.headDim];
     past.push({
-      key: b.input(OPT_IO.pastKey(i), TensorDataType.FLOAT, dims),
-      value: b.input(OPT_IO.pastValue(i), TensorDataType.FLOAT, dims),
+      key: b.signatureInput(OPT_IO.pastKey(i)),
+      value: b.signatureInput(OPT_IO.pastValue(i)),
     });
   }
 
@@ -149,7 +147,7 @@ export async function buildOptGraph(ctx: LayerContext, config: Blip2Config): Pro
   const table = b.weight(embedName, embedTable, [t.vocabSize, D]);
   const tokens = b.op('/opt/embed_tokens/Gather', 'Gather', [table, ids], { axis: 0 });
   const inputsEmbeds = b.op('/opt/inputs_embeds/Concat', 'Concat', [query, tokens], { axis: 1 });
-  b.output(OPT_IO.inputsEmbeds, inputsEmbeds, TensorDataType.FLOAT, ['batch', 'new_tokens', D]);
+  b.signatureOutput(OPT_IO.inputsEmbeds, inputsEmbeds);
 
   const newTokens = dim(ctx, '/opt/new_length', inputsEmbeds, 1);
   const { rows, bias } = positionsAndMask(ctx, mask, newTokens);
@@ -182,9 +180,8 @@ export async function buildOptGraph(ctx: LayerContext, config: Blip2Config): Pro
       past[i]!,
       t,
     );
-    const dims = ['batch', t.numHeads, 'total_tokens', t.headDim];
-    b.output(OPT_IO.presentKey(i), sa.key, TensorDataType.FLOAT, dims);
-    b.output(OPT_IO.presentValue(i), sa.value, TensorDataType.FLOAT, dims);
+    b.signatureOutput(OPT_IO.presentKey(i), sa.key);
+    b.signatureOutput(OPT_IO.presentValue(i), sa.value);
     h = b.op(`${path}/self_attn/residual`, 'Add', [h, sa.out]);
 
     const ffnIn = await layerNorm(
@@ -208,7 +205,7 @@ export async function buildOptGraph(ctx: LayerContext, config: Blip2Config): Pro
     D,
     t.layerNormEps,
   );
-  b.output(OPT_IO.hiddenStates, out, TensorDataType.FLOAT, ['batch', 'new_tokens', D]);
+  b.signatureOutput(OPT_IO.hiddenStates, out);
 
   // Generation needs only the last position's logits: lm_head over all Q + L rows would cost vocab × hidden per
   // row (0.26 GFLOP each at 2.7b).
@@ -234,5 +231,5 @@ export async function buildOptGraph(ctx: LayerContext, config: Blip2Config): Pro
   } else {
     throw new Error(`tie_word_embeddings is false but the checkpoint has no ${lmHeadName}`);
   }
-  b.output(OPT_IO.logits, logits, TensorDataType.FLOAT, ['batch', 'logit_positions', t.vocabSize]);
+  b.signatureOutput(OPT_IO.logits, logits);
 }

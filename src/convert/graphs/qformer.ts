@@ -15,7 +15,6 @@ import {
   scaledDotAttention,
   splitHeads,
 } from '../layers.js';
-import { TensorDataType } from '../onnx/graph-builder.js';
 
 const P = 'qformer';
 
@@ -65,7 +64,7 @@ export async function buildQFormerGraph(ctx: LayerContext, config: Blip2Config):
   const D = q.hiddenSize;
   const Q = config.numQueryTokens;
   const Dv = q.encoderHiddenSize;
-  const image = b.input(QFORMER_IO.imageEmbeds, TensorDataType.FLOAT, ['batch', 'image_tokens', Dv]);
+  const image = b.signatureInput(QFORMER_IO.imageEmbeds);
 
   const tokens = b.weight('query_tokens', await ctx.weights.read('query_tokens', [1, Q, D]), [1, Q, D]);
   const normed = await layerNorm(ctx, '/qformer/layernorm', tokens, `${P}.layernorm`, D, q.layerNormEps);
@@ -121,10 +120,10 @@ export async function buildQFormerGraph(ctx: LayerContext, config: Blip2Config):
       q.layerNormEps,
     );
   }
-  b.output(QFORMER_IO.qformerOutput, h, TensorDataType.FLOAT, ['batch', Q, D]);
+  b.signatureOutput(QFORMER_IO.qformerOutput, h);
   const dModel = languageModelWidth(config);
   const projected = await linear(ctx, '/language_projection', h, 'language_projection', dModel, D, {
     bias: true,
   });
-  b.output(QFORMER_IO.queryEmbeds, projected, TensorDataType.FLOAT, ['batch', Q, dModel]);
+  b.signatureOutput(QFORMER_IO.queryEmbeds, projected);
 }

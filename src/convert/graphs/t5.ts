@@ -227,9 +227,9 @@ async function crossAttention(
 export async function buildT5EncoderGraph(ctx: LayerContext, config: Blip2Config): Promise<void> {
   const { b } = ctx;
   const t = t5Config(config);
-  const query = b.input(ENCODER_IO.queryEmbeds, TensorDataType.FLOAT, ['batch', 'query_tokens', t.dModel]);
-  const ids = b.input(ENCODER_IO.inputIds, TensorDataType.INT64, ['batch', 'prompt_tokens']);
-  const mask = b.input(ENCODER_IO.attentionMask, TensorDataType.INT64, ['batch', 'encoder_tokens']);
+  const query = b.signatureInput(ENCODER_IO.queryEmbeds);
+  const ids = b.signatureInput(ENCODER_IO.inputIds);
+  const mask = b.signatureInput(ENCODER_IO.attentionMask);
 
   const tokens = await embed(ctx, '/encoder/embed_tokens', ids, t);
   let h = b.op('/encoder/inputs_embeds/Concat', 'Concat', [query, tokens], { axis: 1 });
@@ -252,54 +252,41 @@ export async function buildT5EncoderGraph(ctx: LayerContext, config: Blip2Config
     );
   }
   const out = await finalNorm(ctx, 'encoder', h, t);
-  b.output(ENCODER_IO.hiddenStates, out, TensorDataType.FLOAT, ['batch', 'encoder_tokens', t.dModel]);
+  b.signatureOutput(ENCODER_IO.hiddenStates, out);
 }
 
 export async function buildT5CrossKvGraph(ctx: LayerContext, config: Blip2Config): Promise<void> {
   const { b } = ctx;
   const t = t5Config(config);
   const I = inner(t);
-  const enc = b.input(CROSS_KV_IO.hiddenStates, TensorDataType.FLOAT, ['batch', 'encoder_tokens', t.dModel]);
+  const enc = b.signatureInput(CROSS_KV_IO.hiddenStates);
   for (let i = 0; i < t.numDecoderLayers; i++) {
     const prefix = `${LM}.decoder.block.${i}.layer.1.EncDecAttention`;
     const path = `/decoder/block.${i}/layer.1/EncDecAttention`;
     const k = await linear(ctx, `${path}/k`, enc, `${prefix}.k`, I, t.dModel);
     const v = await linear(ctx, `${path}/v`, enc, `${prefix}.v`, I, t.dModel);
-    const dims = ['batch', t.numHeads, 'encoder_tokens', t.dKv];
-    b.output(
-      CROSS_KV_IO.key(i),
-      splitHeads(b, `${path}/k`, k, t.numHeads, t.dKv),
-      TensorDataType.FLOAT,
-      dims,
-    );
-    b.output(
-      CROSS_KV_IO.value(i),
-      splitHeads(b, `${path}/v`, v, t.numHeads, t.dKv),
-      TensorDataType.FLOAT,
-      dims,
-    );
+    b.signatureOutput(CROSS_KV_IO.key(i), splitHeads(b, `${path}/k`, k, t.numHeads, t.dKv));
+    b.signatureOutput(CROSS_KV_IO.value(i), splitHeads(b, `${path}/v`, v, t.numHeads, t.dKv));
   }
 }
 
 export async function buildT5DecoderGraph(ctx: LayerContext, config: Blip2Config): Promise<void> {
   const { b } = ctx;
   const t = t5Config(config);
-  const ids = b.input(DECODER_IO.inputIds, TensorDataType.INT64, ['batch', 'new_tokens']);
-  const encMask = b.input(DECODER_IO.encoderAttentionMask, TensorDataType.INT64, ['batch', 'encoder_tokens']);
+  const ids = b.signatureInput(DECODER_IO.inputIds);
+  const encMask = b.signatureInput(DECODER_IO.encoderAttentionMask);
   const past: { key: string; value: string }[] = [];
   const cross: { key: string; value: string }[] = [];
   for (let i = 0; i < t.numDecoderLayers; i++) {
-    const dims = ['batch', t.numHeads, 'past_tokens', t.dKv];
     past.push({
-      key: b.input(DECODER_IO.pastKey(i), TensorDataType.FLOAT, dims),
-      value: b.input(DECODER_IO.pastValue(i), TensorDataType.FLOAT, dims),
+      key: b.signatureInput(DECODER_IO.pastKey(i)),
+      value: b.signatureInput(DECODER_IO.pastValue(i)),
     });
   }
   for (let i = 0; i < t.numDecoderLayers; i++) {
-    const dims = ['batch', t.numHeads, 'encoder_tokens', t.dKv];
     cross.push({
-      key: b.input(DECODER_IO.crossKey(i), TensorDataType.FLOAT, dims),
-      value: b.input(DECODER_IO.crossValue(i), TensorDataType.FLOAT, dims),
+      key: b.signatureInput(DECODER_IO.crossKey(i)),
+      value: b.signatureInput(DECODER_IO.crossValue(i)),
     });
   }
 
@@ -329,9 +316,8 @@ export async function buildT5DecoderGraph(ctx: LayerContext, config: Blip2Config
         t,
         past[i],
       );
-      const dims = ['batch', t.numHeads, 'total_tokens', t.dKv];
-      b.output(DECODER_IO.presentKey(i), sa.key, TensorDataType.FLOAT, dims);
-      b.output(DECODER_IO.presentValue(i), sa.value, TensorDataType.FLOAT, dims);
+      b.signatureOutput(DECODER_IO.presentKey(i), sa.key);
+      b.signatureOutput(DECODER_IO.presentValue(i), sa.value);
       return sa.out;
     });
     h = await subLayer(ctx, t, block, 1, h, (x, path, prefix) =>
@@ -355,5 +341,5 @@ export async function buildT5DecoderGraph(ctx: LayerContext, config: Blip2Config
   } else {
     logits = await linear(ctx, '/lm_head', out, `${LM}.lm_head`, t.vocabSize, t.dModel);
   }
-  b.output(DECODER_IO.logits, logits, TensorDataType.FLOAT, ['batch', 'new_tokens', t.vocabSize]);
+  b.signatureOutput(DECODER_IO.logits, logits);
 }

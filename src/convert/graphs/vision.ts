@@ -15,7 +15,6 @@ import {
   scaledDotAttention,
   splitHeads,
 } from '../layers.js';
-import { TensorDataType } from '../onnx/graph-builder.js';
 
 const P = 'vision_model';
 
@@ -43,12 +42,7 @@ export async function buildVisionGraph(ctx: LayerContext, config: Blip2Config): 
   const heads = v.numHeads;
   const headDim = D / heads;
   const seq = visionSequenceLength(v);
-  const pixels = b.input(VISION_IO.pixelValues, TensorDataType.FLOAT, [
-    'batch',
-    v.numChannels,
-    v.imageSize,
-    v.imageSize,
-  ]);
+  const pixels = b.signatureInput(VISION_IO.pixelValues);
 
   // Patch embedding: a conv with kernel = stride = patch, then patches in row-major order after the CLS token.
   const convW = b.weight(
@@ -134,5 +128,5 @@ export async function buildVisionGraph(ctx: LayerContext, config: Blip2Config): 
     h = b.op(`${path}/mlp/residual`, 'Add', [h, fc2]);
   }
   const out = await layerNorm(ctx, '/vision/post_layernorm', h, `${P}.post_layernorm`, D, v.layerNormEps);
-  b.output(VISION_IO.imageEmbeds, out, TensorDataType.FLOAT, ['batch', seq, D]);
+  b.signatureOutput(VISION_IO.imageEmbeds, out);
 }

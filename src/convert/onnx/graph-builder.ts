@@ -1,5 +1,6 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
+import type { GraphSignature, GraphTensorSpec } from '../../model/graph-io.js';
 import {
   type AttributeValue,
   type Dim,
@@ -23,6 +24,11 @@ const SMALL_ALIGN = 64;
 export const OPSET = 17;
 export const MS_DOMAIN = 'com.microsoft';
 const IR_VERSION = 8;
+
+const ELEM_TYPES: Record<GraphTensorSpec['type'], TensorDataTypeCode> = {
+  float32: TensorDataType.FLOAT,
+  int64: TensorDataType.INT64,
+};
 
 type WeightData = Float32Array | Uint8Array | BigInt64Array | Int32Array | Int8Array;
 
@@ -63,6 +69,7 @@ export class GraphBuilder {
   private readonly usedNodeNames = new Set<string>();
   private readonly constCache = new Map<string, string>();
   private readonly externalIndex = new Map<string, { offset: number; length: number }>();
+  private signature: GraphSignature | undefined;
   private dataFd: number | undefined;
   private dataOffset = 0;
   parameters = 0;
@@ -79,6 +86,32 @@ export class GraphBuilder {
   input(name: string, elemType: TensorDataTypeCode, dims: Dim[], doc?: string): string {
     this.inputs.push({ name, elemType, dims, ...(doc ? { doc } : {}) });
     return name;
+  }
+
+  /**
+   * The graph's public inputs and outputs come from `signature` (src/model/graph-io.ts), the description the
+   * engine checks sessions against: `signatureInput`/`signatureOutput` take dtype and dims from it, and `finish`
+   * refuses a graph that misses one of them. Other outputs (calibration taps) stay possible.
+   */
+  useSignature(signature: GraphSignature): void {
+    this.signature = signature;
+  }
+
+  signatureInput(name: string): string {
+    const spec = this.specOf('inputs', name);
+    return this.input(name, ELEM_TYPES[spec.type], spec.dims);
+  }
+
+  signatureOutput(name: string, source: string): void {
+    const spec = this.specOf('outputs', name);
+    this.output(name, source, ELEM_TYPES[spec.type], spec.dims);
+  }
+
+  private specOf(kind: 'inputs' | 'outputs', name: string): GraphTensorSpec {
+    if (!this.signature) throw new Error(`graph ${this.name}: ${kind} from a signature before useSignature`);
+    const spec = this.signature[kind].find((s) => s.name === name);
+    if (!spec) throw new Error(`graph ${this.name}: ${name} is not among the signature's ${kind}`);
+    return spec;
   }
 
   output(name: string, source: string, elemType: TensorDataTypeCode, dims: Dim[]): void {
@@ -196,6 +229,14 @@ export class GraphBuilder {
 
   /** Serialises the graph; closes the data file. Returns the model bytes. */
   finish(doc: string, metadata: Record<string, string> = {}): Uint8Array {
+    if (this.signature) {
+      const declared = new Set([...this.inputs, ...this.outputs].map((v) => v.name));
+      const missing = [...this.signature.inputs, ...this.signature.outputs].filter(
+        (s) => !declared.has(s.name),
+      );
+      if (missing.length > 0)
+        throw new Error(`graph ${this.name} never declares ${missing.map((s) => s.name).join(', ')}`);
+    }
     if (this.dataFd !== undefined) {
       closeSync(this.dataFd);
       this.dataFd = undefined;
