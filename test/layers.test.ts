@@ -95,3 +95,25 @@ describe('layers', () => {
     expect(violations).toEqual([]);
   });
 });
+
+describe('one of each mechanism (item 21)', () => {
+  const files = [...sources(join(ROOT, 'src')), ...sources(join(ROOT, 'adapters'))];
+  const holding = (needle: string | RegExp) =>
+    files
+      .filter((f) => {
+        const text = readFileSync(f, 'utf8');
+        return typeof needle === 'string' ? text.includes(needle) : needle.test(text);
+      })
+      .map((f) => relative(ROOT, f));
+
+  it('one file sniffer: the only file that knows a PDF by its bytes', () => {
+    expect(holding("'%PDF-'")).toEqual(['src/util/file-sniff.ts']);
+  });
+
+  it('one capped download: the only reader of a response body, used by every adapter that fetches files', () => {
+    expect(holding('getReader()')).toEqual(['src/chat/download.ts']);
+    for (const adapter of ['discord/attachments.ts', 'slack/files.ts', 'web/images.ts']) {
+      expect(readFileSync(join(ROOT, 'adapters', adapter), 'utf8'), adapter).toMatch(/downloadWithCap\(/);
+    }
+  });
+});

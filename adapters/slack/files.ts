@@ -3,10 +3,10 @@
  * the size cap checked on the declared size, on Content-Length and while the bytes arrive; an HTML login page or a
  * file that is not an image becomes a message the person can act on instead of bytes for the decoder.
  */
-import { DownloadError, readCapped, tooLarge } from '../../src/chat/download.js';
+import { DownloadError, downloadWithCap, tooLarge } from '../../src/chat/download.js';
 import { ImageError, InputError } from '../../src/chat/errors.js';
 import type { IncomingImage } from '../../src/chat/types.js';
-import { sniffFile } from './sniff.js';
+import { sniffFile } from '../../src/util/file-sniff.js';
 
 /** The fields of a Slack file object the adapter uses. */
 export interface SlackFile {
@@ -172,38 +172,24 @@ export async function downloadSlackFile(
     );
   }
 
-  let response: Response;
-  try {
-    response = await (deps.fetch ?? fetch)(url, {
-      headers: { Authorization: `Bearer ${deps.botToken}` },
-      redirect: 'follow',
-      ...(signal ? { signal } : {}),
-    });
-  } catch (error) {
-    if (signal?.aborted) throw error;
-    throw new DownloadError(`I couldn't download "${label}" from Slack. Please try again.`, { cause: error });
-  }
-  const contentType = response.headers.get('content-type')?.toLowerCase() ?? '';
-  if (!response.ok) {
-    await response.body?.cancel().catch(() => {});
-    throw new SlackFileAccessError(
-      'http_status',
-      `Slack refused to hand over "${label}" (HTTP ${response.status}). Check that the app has the \`files:read\` ` +
-        'scope and is a member of this channel.',
-    );
-  }
-  if (contentType.startsWith('text/html')) {
-    await response.body?.cancel().catch(() => {});
-    throw loginPage(file);
-  }
-  const declared = Number(response.headers.get('content-length') ?? Number.NaN);
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    await response.body?.cancel().catch(() => {});
-    throw tooLarge(label, maxBytes, declared);
-  }
-  const bytes = response.body
-    ? await readCapped(response.body, maxBytes, () => tooLarge(label, maxBytes))
-    : new Uint8Array(0);
+  const bytes = await downloadWithCap(url, {
+    maxBytes,
+    name: label,
+    headers: { Authorization: `Bearer ${deps.botToken}` },
+    ...(signal ? { signal } : {}),
+    ...(deps.fetch ? { fetch: deps.fetch } : {}),
+    failures: {
+      unreachable: (cause) =>
+        new DownloadError(`I couldn't download "${label}" from Slack. Please try again.`, { cause }),
+      refused: (status) =>
+        new SlackFileAccessError(
+          'http_status',
+          `Slack refused to hand over "${label}" (HTTP ${status}). Check that the app has the \`files:read\` ` +
+            'scope and is a member of this channel.',
+        ),
+      webPage: () => loginPage(file),
+    },
+  });
   if (bytes.byteLength === 0) throw new ImageError('empty', `"${label}" is empty.`);
 
   const sniffed = sniffFile(bytes);
@@ -222,11 +208,12 @@ export async function downloadSlackFile(
         'unsupported_type',
         `"${label}" is an SVG drawing, which I can't read. Export it as PNG or JPEG and send that.`,
       );
-    default:
-      throw new ImageError(
-        'unsupported_type',
-        `"${label}" doesn't look like an image I can read. Send a JPEG, PNG, GIF or WebP.`,
-      );
+    default: {
+      const what = sniffed.description
+        ? `is ${sniffed.description}, not an image I can read`
+        : "doesn't look like an image I can read";
+      throw new ImageError('unsupported_type', `"${label}" ${what}. Send a JPEG, PNG, GIF or WebP.`);
+    }
   }
 }
 

@@ -49,6 +49,17 @@ export interface DownloadOptions {
   /** File name for messages. */
   name?: string;
   fetch?: typeof fetch;
+  /** A platform's own wording for a failure (Slack: what to fix in the app's scopes); default: generic. */
+  failures?: DownloadFailures;
+}
+
+export interface DownloadFailures {
+  /** The request did not complete (network, DNS). */
+  unreachable?: (cause: unknown) => Error;
+  /** The server answered with an error status. */
+  refused?: (status: number) => Error;
+  /** A web page (text/html) came back instead of the file: a sign-in page, usually. */
+  webPage?: () => Error;
 }
 
 /** GETs `url`, refusing bodies over `maxBytes` (by Content-Length first, then while streaming). */
@@ -66,18 +77,27 @@ export async function downloadWithCap(url: string, options: DownloadOptions): Pr
     // An injected fetch may refuse with its own polite reason (the web adapter's URL checks): keep it.
     const ownMessage = err instanceof UserFacingError;
     if (options.signal?.aborted || ownMessage) throw err;
-    throw new DownloadError(`I couldn't download "${name}". Please try sending it again.`, { cause: err });
+    throw (
+      options.failures?.unreachable?.(err) ??
+      new DownloadError(`I couldn't download "${name}". Please try sending it again.`, { cause: err })
+    );
   }
   if (!response.ok) {
     await response.body?.cancel().catch(() => {});
-    throw new DownloadError(
-      `I couldn't download "${name}" (the server answered ${response.status}). Please try sending it again.`,
+    throw (
+      options.failures?.refused?.(response.status) ??
+      new DownloadError(
+        `I couldn't download "${name}" (the server answered ${response.status}). Please try sending it again.`,
+      )
     );
   }
   const type = response.headers.get('content-type')?.toLowerCase() ?? '';
   if (type.startsWith('text/html')) {
     await response.body?.cancel().catch(() => {});
-    throw new ImageError('unsupported_type', `I got a web page instead of "${name}", so I can't look at it.`);
+    throw (
+      options.failures?.webPage?.() ??
+      new ImageError('unsupported_type', `I got a web page instead of "${name}", so I can't look at it.`)
+    );
   }
   const declared = Number(response.headers.get('content-length') ?? Number.NaN);
   if (Number.isFinite(declared) && declared > options.maxBytes) {
@@ -89,7 +109,7 @@ export async function downloadWithCap(url: string, options: DownloadOptions): Pr
 }
 
 /** Reads a response body, cancelling it with `onTooLarge()` as soon as more than `maxBytes` arrive. */
-export async function readCapped(
+async function readCapped(
   body: ReadableStream<Uint8Array>,
   maxBytes: number,
   onTooLarge: () => Error,

@@ -8,8 +8,8 @@
  */
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { formatBytes } from '../util/bytes.js';
+import { describeNonImage } from '../util/file-sniff.js';
 import { ImageError } from './errors.js';
-import { describeNonImage } from './image-sniff.js';
 import { resizePillow } from './pillow-resize.js';
 import {
   BLIP_PREPROCESSOR_DEFAULTS,
@@ -17,7 +17,7 @@ import {
   type PreprocessorConfig,
 } from './preprocess-config.js';
 
-export { describeNonImage } from './image-sniff.js';
+export { describeNonImage } from '../util/file-sniff.js';
 export { resizePillow } from './pillow-resize.js';
 export {
   BLIP_PREPROCESSOR_DEFAULTS,

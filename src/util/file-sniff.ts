@@ -1,10 +1,54 @@
-/** Names what a non-image upload looks like (PDF, HTML, text, …) from its first bytes, so the reply can say so. */
+/**
+ * The one file sniffer: what a file really is from its first bytes. The engine names a non-image upload (PDF,
+ * HTML, text, …) when the decoder refuses it, so the reply can say so; the Slack adapter checks a download before
+ * it reaches the decoder, because Slack answers a file URL with an HTML sign-in page (status 200) when the token
+ * lacks `files:read`.
+ */
 
 const ascii = (bytes: Uint8Array, start: number, end: number) =>
   String.fromCharCode(...bytes.subarray(start, Math.min(end, bytes.length)));
 
 const startsWith = (bytes: Uint8Array, sig: number[], offset = 0) =>
   bytes.length >= offset + sig.length && sig.every((b, i) => bytes[offset + i] === b);
+
+export type SniffedKind = 'image' | 'html' | 'pdf' | 'svg' | 'unknown';
+
+export interface Sniffed {
+  kind: SniffedKind;
+  /** Short format name for messages: "JPEG", "PNG", "PDF", …; "unknown" when not recognised. */
+  format: string;
+  /** For anything but a decodable image: what it looks like, e.g. "a ZIP archive (or an Office document)". */
+  description?: string;
+}
+
+/** The image formats the decoder (sharp) reads, by signature; undefined for anything else. */
+export function imageFormat(bytes: Uint8Array): string | undefined {
+  if (startsWith(bytes, [0xff, 0xd8, 0xff])) return 'JPEG';
+  if (startsWith(bytes, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'PNG';
+  if (ascii(bytes, 0, 4) === 'GIF8') return 'GIF';
+  if (ascii(bytes, 0, 4) === 'RIFF' && ascii(bytes, 8, 12) === 'WEBP') return 'WebP';
+  if (startsWith(bytes, [0x49, 0x49, 0x2a, 0x00]) || startsWith(bytes, [0x4d, 0x4d, 0x00, 0x2a]))
+    return 'TIFF';
+  if (ascii(bytes, 4, 8) === 'ftyp') {
+    const brand = ascii(bytes, 8, 12);
+    if (brand === 'avif' || brand === 'avis') return 'AVIF';
+    if (['heic', 'heix', 'mif1', 'msf1'].includes(brand)) return 'HEIF';
+  }
+  return undefined;
+}
+
+/** An image format the decoder reads, else what the file looks like (HTML, PDF, SVG or another description). */
+export function sniffFile(bytes: Uint8Array): Sniffed {
+  const format = imageFormat(bytes);
+  if (format) return { kind: 'image', format };
+  const description = describeNonImage(bytes);
+  const kind = KINDS[description ?? ''] ?? 'unknown';
+  const named = kind === 'html' ? 'HTML' : kind === 'pdf' ? 'PDF' : kind === 'svg' ? 'SVG' : 'unknown';
+  return { kind, format: named, ...(description ? { description } : {}) };
+}
+
+const WEB_PAGE = 'a web page (HTML)';
+const KINDS: Record<string, SniffedKind> = { [WEB_PAGE]: 'html', 'a PDF': 'pdf', 'an SVG drawing': 'svg' };
 
 /** What a known non-image (or unsupported image) file looks like, e.g. "a PDF"; undefined if not recognised. */
 export function describeNonImage(bytes: Uint8Array): string | undefined {
@@ -38,7 +82,7 @@ export function describeNonImage(bytes: Uint8Array): string | undefined {
     head.startsWith('<html') ||
     /^<(head|body|meta|script)\b/.test(head)
   ) {
-    return 'a web page (HTML)';
+    return WEB_PAGE;
   }
   if (head.startsWith('<svg') || (head.startsWith('<?xml') && head.includes('<svg'))) return 'an SVG drawing';
   if (head.startsWith('<?xml')) return 'an XML document';

@@ -19,13 +19,13 @@ import { redact } from '../../adapters/slack/logger.js';
 import { placeOf } from '../../adapters/slack/messages.js';
 import { SlackThreadOutput } from '../../adapters/slack/output.js';
 import { compareSlackTs, OnceFilter } from '../../adapters/slack/recent.js';
-import { sniffFile } from '../../adapters/slack/sniff.js';
 import {
   escapeForSlack,
   plainTextFromSlack,
   SLACK_MESSAGE_LIMIT,
   splitForSlack,
 } from '../../adapters/slack/text.js';
+import { sniffFile } from '../../src/util/file-sniff.js';
 import { SlackEmulator } from '../emulators/slack/server.js';
 import { ROOT } from '../helpers/shared.js';
 import { loadTestImages, PDF_BYTES, type TestImages } from './images.js';
