@@ -5,7 +5,6 @@ export {
   normaliseApiUrl,
   SLACK_DEFAULTS,
   type SlackConfig,
-  SlackConfigError,
   type SlackMode,
   slackConfigFromEnv,
 } from './config.js';

@@ -50,6 +50,38 @@ export function isLoopbackHost(host: string): boolean {
   return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
 }
 
+export type SlackMode = 'socket' | 'http';
+
+export interface SlackConfig {
+  /** Bot User OAuth Token (`xoxb-…`): every Web API call and every file download. */
+  botToken: string;
+  /** `socket`: outbound WebSocket, no public URL needed. `http`: Slack POSTs to this process. */
+  mode: SlackMode;
+  /** App-level token (`xapp-…`, scope `connections:write`), Socket Mode only. */
+  appToken?: string;
+  /** Signing secret that authenticates Slack's HTTP requests, HTTP mode only. */
+  signingSecret?: string;
+  /** HTTP mode: port to listen on (0 picks a free one). */
+  port: number;
+  /** HTTP mode: interface to bind; all interfaces when unset. */
+  host?: string;
+  /** Web API base with a trailing slash, e.g. `https://slack.com/api/`; unset means Slack's own. */
+  apiUrl?: string;
+  /** Slash command name as declared in the manifest. */
+  commandName: string;
+  /** callback_id of the "Describe image" message shortcut in the manifest. */
+  shortcutCallbackId: string;
+  /** How long `stop()` waits for answers still being worked on. */
+  shutdownGraceMs: number;
+}
+
+export const SLACK_DEFAULTS = {
+  port: 3000,
+  commandName: '/describe',
+  shortcutCallbackId: 'describe_image',
+  shutdownGraceMs: 10_000,
+} as const;
+
 export interface BotConfig {
   modelDir: string;
   dataDir: string;
@@ -58,8 +90,10 @@ export interface BotConfig {
   chat: ChatSettings;
   logLevel: LogLevel;
   discord?: DiscordConfig;
+  /** Set when a Slack credential is; a half-done Slack setup is a ConfigError like any other problem. */
+  slack?: SlackConfig;
   web: WebConfig;
-  /** The environment the config came from, for adapters that parse their own variables (Slack). */
+  /** The environment the config came from (LOG_LEVEL set or not, embedders' own variables). */
   env: Env;
   /** Values never to print. */
   secrets: string[];
@@ -92,7 +126,7 @@ export const CONFIG_VARIABLES: Readonly<Record<string, string>> = {
   SLACK_APP_TOKEN: 'Slack app-level token (xapp-…) for Socket Mode (no public URL needed)',
   SLACK_SIGNING_SECRET: 'Slack signing secret for HTTP mode (Slack POSTs events to SLACK_PORT)',
   SLACK_MODE: 'socket | http (default socket when SLACK_APP_TOKEN is set, else http)',
-  SLACK_PORT: 'HTTP mode: port to listen on (default 3000)',
+  SLACK_PORT: `HTTP mode: port to listen on (default ${SLACK_DEFAULTS.port})`,
   SLACK_HOST: 'HTTP mode: interface to listen on (default all)',
   SLACK_API_URL: 'Slack Web API base override, e.g. http://127.0.0.1:8081/api/',
   ALLOWED_SERVERS: 'comma-separated server (guild/team) ids allowed; empty = all',
@@ -263,6 +297,7 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
       }
     : undefined;
 
+  const slack = readSlackConfig(r);
   const web = readWebConfig(r);
 
   if (r.problems.length > 0) throw new ConfigError(r.problems);
@@ -279,9 +314,116 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
     chat,
     logLevel,
     ...(discord ? { discord } : {}),
+    ...(slack ? { slack } : {}),
     web,
     env,
     secrets,
+  };
+}
+
+/** Normalises a Web API base URL: WebClient appends method names, so it must end with a slash. */
+export function normaliseApiUrl(raw: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+  const text = url.toString();
+  return text.endsWith('/') ? text : `${text}/`;
+}
+
+const BOT_TOKEN_PROBLEMS: [prefix: string, problem: string][] = [
+  [
+    'xapp-',
+    'SLACK_BOT_TOKEN holds an app-level token (xapp-…). Put it in SLACK_APP_TOKEN, and set SLACK_BOT_TOKEN to ' +
+      'the Bot User OAuth Token (xoxb-…) from "OAuth & Permissions".',
+  ],
+  [
+    'xoxp-',
+    'SLACK_BOT_TOKEN holds a user token (xoxp-…). Use the Bot User OAuth Token (xoxb-…) from "OAuth & Permissions".',
+  ],
+];
+
+/**
+ * Slack is used when any of its credentials is set; a half-done setup adds problems that say what to set (never
+ * echoing a token), and returns undefined.
+ */
+function readSlackConfig(r: Reader): SlackConfig | undefined {
+  const botToken = r.string('SLACK_BOT_TOKEN');
+  const appToken = r.string('SLACK_APP_TOKEN');
+  const signingSecret = r.string('SLACK_SIGNING_SECRET');
+  if (!botToken && !appToken && !signingSecret) return undefined;
+  const before = r.problems.length;
+
+  if (!botToken) {
+    const have = [appToken && 'SLACK_APP_TOKEN', signingSecret && 'SLACK_SIGNING_SECRET']
+      .filter(Boolean)
+      .join(' and ');
+    r.problems.push(
+      `${have} ${have.includes(' and ') ? 'are' : 'is'} set but SLACK_BOT_TOKEN is not. Copy the Bot User OAuth ` +
+        'Token (xoxb-…) from your app\'s "OAuth & Permissions" page (install the app to the workspace first).',
+    );
+  } else if (!botToken.startsWith('xoxb-')) {
+    r.problems.push(
+      BOT_TOKEN_PROBLEMS.find(([prefix]) => botToken.startsWith(prefix))?.[1] ??
+        'SLACK_BOT_TOKEN does not look like a bot token: it should start with xoxb- (the Bot User OAuth Token ' +
+          'from "OAuth & Permissions").',
+    );
+  }
+  if (appToken && !appToken.startsWith('xapp-')) {
+    r.problems.push(
+      'SLACK_APP_TOKEN should be an app-level token starting with xapp- ("Basic Information" → "App-Level Tokens", ' +
+        'scope connections:write).',
+    );
+  }
+
+  const requested = r.string('SLACK_MODE')?.toLowerCase();
+  if (requested !== undefined && requested !== 'socket' && requested !== 'http') {
+    r.problems.push(`SLACK_MODE must be "socket" or "http", not "${requested}".`);
+  }
+  const chosen = requested === 'socket' || requested === 'http' ? requested : undefined;
+  const mode: SlackMode | undefined = chosen ?? (appToken ? 'socket' : signingSecret ? 'http' : undefined);
+  if (botToken && requested === undefined && mode === undefined) {
+    r.problems.push(
+      'SLACK_BOT_TOKEN is set but the bot has no way to receive events. Set SLACK_APP_TOKEN (xapp-…, Socket ' +
+        'Mode: no public URL needed, best for local use) or SLACK_SIGNING_SECRET (HTTP mode: Slack POSTs to ' +
+        'SLACK_PORT).',
+    );
+  }
+  if (mode === 'socket' && !appToken) {
+    r.problems.push(
+      'SLACK_MODE=socket needs SLACK_APP_TOKEN (xapp-…): "Basic Information" → "App-Level Tokens", scope ' +
+        'connections:write.',
+    );
+  }
+  if (mode === 'http' && !signingSecret) {
+    r.problems.push(
+      'SLACK_MODE=http needs SLACK_SIGNING_SECRET ("Basic Information" → "App Credentials" → Signing Secret).',
+    );
+  }
+
+  const port = r.number('SLACK_PORT', SLACK_DEFAULTS.port, { min: 0, max: 65_535, integer: true });
+  const host = r.string('SLACK_HOST');
+  const apiUrlRaw = r.string('SLACK_API_URL');
+  const apiUrl = apiUrlRaw === undefined ? undefined : normaliseApiUrl(apiUrlRaw);
+  if (apiUrlRaw !== undefined && apiUrl === undefined) {
+    r.problems.push(
+      `SLACK_API_URL must be an http(s) URL such as https://slack.com/api/ (got "${apiUrlRaw}")`,
+    );
+  }
+  if (r.problems.length > before || !botToken || !mode) return undefined;
+  return {
+    botToken,
+    mode,
+    ...(mode === 'socket' ? { appToken } : { signingSecret }),
+    port,
+    ...(host ? { host } : {}),
+    ...(apiUrl ? { apiUrl } : {}),
+    commandName: SLACK_DEFAULTS.commandName,
+    shortcutCallbackId: SLACK_DEFAULTS.shortcutCallbackId,
+    shutdownGraceMs: SLACK_DEFAULTS.shutdownGraceMs,
   };
 }
 
@@ -345,6 +487,17 @@ export function readEnvironment(processEnv: Env = process.env, cwd = process.cwd
   const merged: Record<string, string | undefined> = { ...fromFile };
   for (const [name, value] of Object.entries(processEnv)) if (value !== undefined) merged[name] = value;
   return merged;
+}
+
+/**
+ * Slack's settings alone (the Slack adapter's `slackConfigFromEnv`): undefined when no Slack credential is set,
+ * else the settings or a ConfigError listing every Slack problem at once.
+ */
+export function parseSlackConfig(env: Env): SlackConfig | undefined {
+  const r = new Reader(env);
+  const slack = readSlackConfig(r);
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return slack;
 }
 
 /** `readEnvironment` then `parseConfig`: what `blip2-bot start` uses. */

@@ -95,6 +95,51 @@ describe('configuration', () => {
     expect(problems.join('\n')).toMatch(/DISCORD_GUILD_ID=my-server must be a numeric Discord id/);
   });
 
+  it("lists Slack's problems with every other one, never echoing a token (item 21)", () => {
+    let error: unknown;
+    try {
+      parseConfig({
+        LOG_LEVEL: 'loud',
+        SLACK_BOT_TOKEN: 'xoxp-secret-1',
+        SLACK_APP_TOKEN: 'xoxb-secret-2',
+        SLACK_PORT: 'eighty',
+        SLACK_API_URL: 'ftp://x',
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems.join('\n');
+    expect(problems).toMatch(/LOG_LEVEL=loud/);
+    expect(problems).toMatch(/SLACK_BOT_TOKEN holds a user token/);
+    expect(problems).toMatch(/SLACK_APP_TOKEN should be an app-level token/);
+    expect(problems).toMatch(/SLACK_PORT=eighty must be a whole number from 0 to 65535/);
+    expect(problems).toMatch(/SLACK_API_URL must be an http\(s\) URL/);
+    expect(problems).not.toMatch(/secret-\d/);
+  });
+
+  it('reads the Slack settings into the one config', () => {
+    const config = parseConfig({
+      SLACK_BOT_TOKEN: 'xoxb-1',
+      SLACK_SIGNING_SECRET: 's',
+      SLACK_PORT: '4000',
+      SLACK_HOST: '127.0.0.1',
+      SLACK_API_URL: 'http://127.0.0.1:9/api',
+    });
+    expect(config.slack).toEqual({
+      botToken: 'xoxb-1',
+      mode: 'http',
+      signingSecret: 's',
+      port: 4000,
+      host: '127.0.0.1',
+      apiUrl: 'http://127.0.0.1:9/api/',
+      commandName: '/describe',
+      shortcutCallbackId: 'describe_image',
+      shutdownGraceMs: 10_000,
+    });
+    expect(parseConfig({}).slack).toBeUndefined();
+  });
+
   it('reads .env, with the real environment winning', () => {
     const dir = mkdtempSync(join(tmpdir(), 'blip2-env-'));
     try {

@@ -176,9 +176,9 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
   let slack: { module: SlackModule; config: unknown } | undefined;
   try {
     config = loadConfig({ ...(deps.env ? { env: deps.env } : {}), ...(deps.cwd ? { cwd: deps.cwd } : {}) });
-    const slackModule = await loadSlackModule();
-    const slackConfig = slackModule?.slackConfigFromEnv(config.env);
-    if (slackModule && slackConfig) slack = { module: slackModule, config: slackConfig };
+    // The one config schema read Slack's variables with the others (every problem listed at once).
+    const slackModule = config.slack ? await loadSlackModule() : undefined;
+    if (slackModule && config.slack) slack = { module: slackModule, config: config.slack };
   } catch (err) {
     if (err instanceof UserFacingError) {
       stderr.write(`blip2-bot start: ${err.userMessage}\n`);
