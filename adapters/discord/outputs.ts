@@ -2,6 +2,7 @@
 import type { ChatInputCommandInteraction, Message, ThreadChannel } from 'discord.js';
 import type { ChatOutput, PostedMessage } from '../../src/chat/types.js';
 import type { Logger } from '../../src/util/logger.js';
+import { DESCRIBE_COMMAND } from './commands.js';
 
 export const DISCORD_MESSAGE_LIMIT = 2000;
 
@@ -20,6 +21,11 @@ interface SendableChannels {
   messages: { edit(id: string, options: { content: string }): Promise<Message> };
 }
 
+/** What to do when a question comes without a picture, with Discord's own command. */
+export const DISCORD_USAGE_HINT =
+  'Mention me in a message with a picture attached (add a question, or none for a caption), or use ' +
+  `\`/${DESCRIBE_COMMAND}\`. Then keep asking in the thread.`;
+
 /**
  * Answers about a message. 'thread' opens a thread from the message on the first post (falling back to a reply
  * when Discord refuses), 'reply' replies to the message first, 'channel' just posts (threads, DMs).
@@ -27,6 +33,7 @@ interface SendableChannels {
 export class MessageOutput implements ChatOutput {
   readonly maxMessageLength = DISCORD_MESSAGE_LIMIT;
   readonly canEdit = true;
+  readonly usageHint = DISCORD_USAGE_HINT;
   private target: SendableChannels | undefined;
   private opening: Promise<SendableChannels> | undefined;
   private posted = 0;
@@ -88,6 +95,7 @@ export class MessageOutput implements ChatOutput {
 export class InteractionOutput implements ChatOutput {
   readonly maxMessageLength = DISCORD_MESSAGE_LIMIT;
   readonly canEdit = true;
+  readonly usageHint = DISCORD_USAGE_HINT;
   private originalId: string | undefined;
   used = false;
 

@@ -69,9 +69,14 @@ export async function fileImage(path: string): Promise<IncomingImage> {
   };
 }
 
+/** What to do when a question comes without a picture, with the terminal's own command. */
+export const LOCAL_USAGE_HINT =
+  'Set a picture first with `/image <path>`, then ask about it (or press Enter for a caption).';
+
 class TerminalOutput implements ChatOutput {
   readonly maxMessageLength = Number.POSITIVE_INFINITY;
   readonly canEdit = false;
+  readonly usageHint = LOCAL_USAGE_HINT;
   private next = 1;
 
   constructor(private readonly out: NodeJS.WritableStream) {}

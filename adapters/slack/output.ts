@@ -39,9 +39,14 @@ export function slackErrorCode(error: unknown): string | undefined {
   return typeof data?.error === 'string' ? data.error : undefined;
 }
 
+/** What to do when a question comes without a picture, in Slack's terms. */
+export const SLACK_USAGE_HINT =
+  'Mention me in a message with a picture attached (add a question, or none for a caption), then keep asking in the thread.';
+
 export class SlackThreadOutput implements ChatOutput {
   readonly maxMessageLength = SLACK_MESSAGE_LIMIT;
   readonly canEdit = true;
+  readonly usageHint = SLACK_USAGE_HINT;
   #reacted = false;
   #reactionFailed = false;
   #adding: Promise<void> | undefined;

@@ -21,6 +21,7 @@ export interface AskHooks {
 class CollectingOutput implements ChatOutput {
   readonly maxMessageLength = Number.POSITIVE_INFINITY;
   readonly canEdit = true;
+  readonly usageHint = 'Choose, drop or paste a picture first, then ask about it.';
   answered: Answered | undefined;
   refused: Refused | undefined;
   private next = 1;

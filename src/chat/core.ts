@@ -11,7 +11,7 @@ import { isAllowed } from './allow-list.js';
 import { type ConversationState, ConversationStore } from './conversation-store.js';
 import { MessageDeduper } from './dedupe.js';
 import { checkDeclared } from './download.js';
-import { DEMO_NOTICE, messages, usageHint } from './messages.js';
+import { DEMO_NOTICE, messages } from './messages.js';
 import { keepTyping } from './progress.js';
 import { RateLimiter } from './rate-limit.js';
 import { Reply } from './reply.js';
@@ -202,7 +202,7 @@ export class ChatCore implements ChatHandler {
     // A conversation starts only when someone addresses the bot; pictures in others' threads are not for it.
     if (!state && !message.addressed) return;
     if (!hasImage && !state) {
-      await this.refuse(output, 'no_picture', usageHint(message.platform));
+      await this.refuse(output, 'no_picture', output.usageHint ?? messages.noPicture);
       return;
     }
     // Chatter without a question in a conversation the bot follows is not for the bot.

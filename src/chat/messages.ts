@@ -1,24 +1,11 @@
 /** Everything the bot says that is not a model answer, in one place so the tone stays consistent. */
-import type { Platform } from './types.js';
-
 export const DEMO_NOTICE =
   '⚠️ Demo model: this answer is random text, not a real description. Convert a real BLIP-2 model to get real answers.';
 
-export function usageHint(platform: Platform): string {
-  switch (platform) {
-    case 'local':
-      return 'Set a picture first with `/image <path>`, then ask about it (or press Enter for a caption).';
-    case 'web':
-      return 'Choose, drop or paste a picture first, then ask about it.';
-    case 'slack':
-      return 'Mention me in a message with a picture attached (add a question, or none for a caption), then keep asking in the thread.';
-    default:
-      return 'Mention me in a message with a picture attached (add a question, or none for a caption), or use `/describe`. Then keep asking in the thread.';
-  }
-}
-
 export const messages = {
   notAllowed: "Sorry, I'm not enabled here.",
+  /** Said when no picture is known and the adapter's output names no way of its own (`ChatOutput.usageHint`). */
+  noPicture: 'Send me a picture first, then ask about it (or ask nothing for a caption).',
   shuttingDown: 'The bot is restarting. Please ask again in a minute.',
   timeout: 'Sorry, that took too long and was cancelled. Please try again.',
   expired: "I don't have that picture anymore (it expired from my memory). Please send it again.",

@@ -58,6 +58,11 @@ export interface ChatOutput {
   readonly maxMessageLength: number;
   /** Whether `edit` works (queue positions are updated in place when it does). */
   readonly canEdit: boolean;
+  /**
+   * How to give the bot a picture here, in the platform's own words (its command's name: `/describe`,
+   * `/image <path>`); said when a question comes without one. Default: `messages.noPicture`.
+   */
+  readonly usageHint?: string;
   send(text: string): Promise<PostedMessage>;
   edit(message: PostedMessage, text: string): Promise<void>;
   /** Removes a posted message; where an edit fails, a stale queue notice is deleted instead. Optional. */

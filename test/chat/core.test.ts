@@ -1,10 +1,13 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import Keyv from 'keyv';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ChatCore, type ChatCoreOptions } from '../../src/chat/core.js';
-import { DEMO_NOTICE, messages, usageHint } from '../../src/chat/messages.js';
+import { DEMO_NOTICE, messages } from '../../src/chat/messages.js';
 import type { ChatSettings } from '../../src/chat/settings.js';
 import type { ChatEvent, ChatMessage, IncomingImage } from '../../src/chat/types.js';
 import { createLogger } from '../../src/util/logger.js';
+import { ROOT } from '../helpers/shared.js';
 import { type EngineFixture, FAST_GENERATION, openTestEngine, RecordingEngine } from './engine-fixture.js';
 import { corruptJpegBytes, pngBytes, TestImage } from './images.js';
 import { RecordingOutput } from './recording-output.js';
@@ -140,11 +143,22 @@ describe('chat core', () => {
     expect(out.texts[0]).toContain(messages.severalImages(2, 'first.png'));
   });
 
+  it("says the adapter's own usage hint (its command's name); the core names no platform command (item 21)", async () => {
+    const c = core();
+    const out = Object.assign(new RecordingOutput(), { usageHint: 'Use `/look` with a picture first.' });
+    await c.handle(msg({ text: 'hello?' }), out);
+    expect(out.texts).toEqual(['Use `/look` with a picture first.']);
+    for (const file of ['core.ts', 'messages.ts']) {
+      const text = readFileSync(join(ROOT, 'src', 'chat', file), 'utf8');
+      expect(text, file).not.toMatch(/\/describe|\/image\b|case '(discord|slack|local|web)'/);
+    }
+  });
+
   it('gives a hint when there is no picture anywhere, and stays quiet when not addressed', async () => {
     const c = core();
     const out = new RecordingOutput();
     await c.handle(msg({ text: 'hello?' }), out);
-    expect(out.texts).toEqual([usageHint('local')]);
+    expect(out.texts).toEqual([messages.noPicture]);
     await c.handle(msg({ text: 'chatting', addressed: false, conversation: 'other' }), out);
     expect(out.messages).toHaveLength(1);
     expect(fixture.engine.requests).toHaveLength(0);
@@ -344,7 +358,7 @@ describe('chat core', () => {
     await c.handle(msg({ conversation: 'old', text: 'what was it?' }), out);
     expect(out.texts).toEqual([messages.expired]);
     await c.handle(msg({ conversation: 'old', text: 'again?' }), out);
-    expect(out.texts[1]).toBe(usageHint('local'));
+    expect(out.texts[1]).toBe(messages.noPicture);
   });
 
   it('answers the same message id once', async () => {

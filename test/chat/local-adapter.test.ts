@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import Keyv from 'keyv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOCAL_USAGE_HINT } from '../../adapters/local/adapter.js';
 import { startLocalAdapter } from '../../adapters/local/index.js';
 import { ChatCore } from '../../src/chat/core.js';
-import { DEMO_NOTICE, usageHint } from '../../src/chat/messages.js';
+import { DEMO_NOTICE } from '../../src/chat/messages.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { type EngineFixture, FAST_GENERATION, openTestEngine, RecordingEngine } from './engine-fixture.js';
 import { pngBytes } from './images.js';
@@ -56,7 +57,7 @@ describe('local terminal adapter', () => {
     const adapter = await startLocalAdapter({ core, logger: silentLogger, input, output });
 
     input.write('what is it?\n');
-    await until(() => printed, usageHint('local'));
+    await until(() => printed, LOCAL_USAGE_HINT);
     input.write(`/image "${picture}"\n`);
     await until(() => printed, DEMO_NOTICE);
     input.write('what colour is it?\n');

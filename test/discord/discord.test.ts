@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NO_CONTENT_NOTICE } from '../../adapters/discord/index.js';
-import { DEMO_NOTICE, messages, usageHint } from '../../src/chat/messages.js';
+import { DISCORD_USAGE_HINT } from '../../adapters/discord/outputs.js';
+import { DEMO_NOTICE, messages } from '../../src/chat/messages.js';
 import { type EngineFixture, openTestEngine } from '../chat/engine-fixture.js';
 import { corruptJpegBytes, pngBytes } from '../chat/images.js';
 import { DiscordEmulator, type EmulatedMessage } from '../emulators/discord/emulator.js';
@@ -331,7 +332,7 @@ describe('Discord adapter against the emulator', () => {
         .botMessages(emulator.channels.general.id)
         .find((m) => m.message_reference?.message_id === source.id),
     );
-    expect(reply.content).toBe(usageHint('discord'));
+    expect(reply.content).toBe(DISCORD_USAGE_HINT);
     expect(emulator.thread(source.id)).toBeUndefined();
   });
 
