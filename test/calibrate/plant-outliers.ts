@@ -7,8 +7,7 @@
  */
 import { copyFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readSafetensorsFile } from '../../src/convert/safetensors.js';
-import { writeSafetensors } from '../../src/convert/safetensors-write.js';
+import { readSafetensorsFile, writeSafetensors } from '../../src/convert/safetensors.js';
 
 export const SCALE = 100;
 

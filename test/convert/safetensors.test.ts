@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +20,7 @@ import {
   UnsupportedDtypeError,
   writeSafetensors,
 } from '../../src/convert/safetensors.js';
-import { HAS_SHARED, SHARED_SKIP_REASON, TINY_FIXTURE_DIR } from '../helpers/shared.js';
+import { HAS_SHARED, ROOT, SHARED_SKIP_REASON, TINY_FIXTURE_DIR } from '../helpers/shared.js';
 
 let tmp: string;
 beforeAll(async () => {
@@ -559,5 +560,19 @@ describe('errors a user can act on', () => {
     expect(Array.from(await ckpt.read('x'))).toEqual([3]);
     await ckpt.close();
     await expect(ckpt.read('x')).rejects.toThrow(/closed/);
+  });
+});
+
+describe('module layout (item 21)', () => {
+  it('safetensors.ts only gathers the reader and writer pieces, each named for what it does', () => {
+    const barrel = readFileSync(join(ROOT, 'src', 'convert', 'safetensors.ts'), 'utf8')
+      .replace(/\/\*\*[\s\S]*?\*\//g, '')
+      .trim();
+    expect(barrel.split(/;\s*/).filter((s) => s.trim() && !/^export [\s\S]+ from '/.test(s.trim()))).toEqual(
+      [],
+    );
+    for (const piece of ['format', 'errors', 'header', 'checkpoint', 'small-file', 'write']) {
+      expect(existsSync(join(ROOT, 'src', 'convert', 'safetensors', `${piece}.ts`)), piece).toBe(true);
+    }
   });
 });

@@ -6,8 +6,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readSafetensorsFile } from '../../src/convert/safetensors.js';
-import { writeSafetensors } from '../../src/convert/safetensors-write.js';
+import { readSafetensorsFile, writeSafetensors } from '../../src/convert/safetensors.js';
 import { TINY_FIXTURE_DIR } from '../helpers/shared.js';
 
 export const SHARDS = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];

@@ -4,8 +4,9 @@
  */
 import { type FileHandle, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { f32ToBf16Bits, f32ToF16Bits } from '../util/half-float.js';
-import { DTYPE_BYTES, elementCount, IO_CHUNK, isShape, type TensorArray } from './safetensors.js';
+import { f32ToBf16Bits, f32ToF16Bits } from '../../util/half-float.js';
+import { DTYPE_BYTES, elementCount, IO_CHUNK, isShape } from './format.js';
+import type { TensorArray } from './small-file.js';
 
 export type WritableDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
