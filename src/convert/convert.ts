@@ -49,7 +49,8 @@ export const CONVERTER_VERSION = '2';
 
 /**
  * Tokenizer and processor files copied from the HF dir when present: FlanT5 needs tokenizer.json; OPT's GPT-2
- * tokenizer can also come from vocab.json + merges.txt.
+ * tokenizer can also come from vocab.json + merges.txt. Not generation_config.json: the engine takes its token ids
+ * from config.json and its generation defaults follow LAVIS (README "Commands"), so a copy would go unread.
  */
 const COPIED_FILES = [
   'tokenizer.json',
@@ -60,7 +61,6 @@ const COPIED_FILES = [
   'spiece.model',
   'added_tokens.json',
   'preprocessor_config.json',
-  'generation_config.json',
 ];
 
 /** Per-MatMul kernels from calibration (`--dtype auto`); see src/calibrate/. */

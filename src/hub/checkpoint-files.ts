@@ -10,7 +10,6 @@ import type { RepoFile } from './repo.js';
 export const METADATA_FILES = [
   'config.json',
   'preprocessor_config.json',
-  'generation_config.json',
   'tokenizer.json',
   'tokenizer_config.json',
   'special_tokens_map.json',

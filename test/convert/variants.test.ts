@@ -60,6 +60,18 @@ describe('checkpoint variants', () => {
     expect(outputs[1]).toEqual(outputs[0]);
   });
 
+  it('copies the tokenizer files it reads, not the unread generation_config.json (item 21)', async () => {
+    const src = join(work, 'genconf-src');
+    await writeTinyCheckpoint(src, 5);
+    writeFileSync(join(src, 'generation_config.json'), JSON.stringify({ decoder_start_token_id: 0 }));
+    const out = join(work, 'genconf');
+    await convertCheckpoint(src, out, { dtype: 'fp32' });
+    expect(readdirSync(out)).not.toContain('generation_config.json');
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    expect(manifest.tokenizerFiles).toContain('tokenizer.json');
+    expect(manifest.tokenizerFiles).not.toContain('generation_config.json');
+  });
+
   it('a text config without tie_word_embeddings gets the T5 default: lm_head = shared, output scaled by d_model^-0.5', async () => {
     const src = join(work, 'tied-src');
     await writeTinyCheckpoint(src, 4);
