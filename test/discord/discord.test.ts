@@ -131,8 +131,10 @@ describe('Discord adapter against the emulator', () => {
     const reply = (m: EmulatedMessage) =>
       emulator.waitFor(`reply to ${m.attachments[0]!.filename}`, () => emulator.botMessages(m.id)[0]);
     expect((await reply(text)).content).toMatch(/"notes\.txt" \(text\/plain\) is not a picture/);
-    expect((await reply(corrupt)).content).not.toBe(messages.failed);
-    expect((await reply(corrupt)).content).toMatch(/image|picture/i);
+    // The engine's own words for a damaged file, not a generic apology.
+    expect((await reply(corrupt)).content).toBe(
+      "Sorry, I couldn't read that image; the file seems to be damaged. Could you send it again?",
+    );
     expect((await reply(big)).content).toMatch(/"huge\.png" is 195 KB, larger than the 98 KB I accept/);
     expect((await reply(lying)).content).toMatch(/larger than the 98 KB I accept/);
     const downloads = emulator.requests.filter((r) => r.path.startsWith('/attachments/'));
@@ -376,8 +378,12 @@ describe('Discord adapter against the emulator', () => {
     expect(answerIn(source.id)).toBeUndefined();
     const running = bot;
     bot = undefined;
-    const stopping = running.stop();
+    let stopped = false;
+    const stopping = running.stop().then(() => {
+      stopped = true;
+    });
     await new Promise((r) => setTimeout(r, 200));
+    expect(stopped, 'stop waits for the running answer').toBe(false);
     release();
     await stopping;
     expect(answerIn(source.id)).toBeDefined();

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ensureDemoModel } from '../../src/demo/demo-model.js';
 import { Blip2Engine } from '../../src/engine/engine.js';
 import { ImageError, InputError, QueueFullError, RequestAbortedError } from '../../src/engine/errors.js';
@@ -92,15 +92,18 @@ describe('Blip2Engine on the demo model', () => {
   });
 
   it('expired cache entries are recomputed from bytes, and a key alone is refused after the TTL', async () => {
-    const shortLived = await Blip2Engine.load(modelDir, { store: { kind: 'memory' }, cacheTtlMs: 50 });
+    const shortLived = await Blip2Engine.load(modelDir, { store: { kind: 'memory' }, cacheTtlMs: 60_000 });
+    // The cache dates entries with Date.now(): a fake clock (Date only; onnxruntime and timers stay real).
+    vi.useFakeTimers({ toFake: ['Date'] });
     try {
       const bytes = await photo(3);
       const key = await shortLived.encodeImage(bytes);
-      await new Promise((r) => setTimeout(r, 120));
+      vi.setSystemTime(Date.now() + 61_000);
       await expect(shortLived.generate({ image: key, question: 'hi?' })).rejects.toBeInstanceOf(ImageError);
       const r = await shortLived.generate({ image: bytes, question: 'hi?', options: { maxNewTokens: 2 } });
       expect(r.imageCached).toBe(false);
     } finally {
+      vi.useRealTimers();
       await shortLived.close();
     }
   });

@@ -4,7 +4,7 @@ import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Keyv from 'keyv';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   type CachedEmbeddings,
   type CacheLogger,
@@ -157,15 +157,23 @@ function cacheContract(open: () => Keyv | Promise<Keyv>) {
   });
 
   it('expires entries after their TTL; 0 means never', async () => {
-    const cache = new ImageCache(await open(), { ttlMs: 150 });
-    const value = sampleEmbeddings(2);
-    await cache.set('img-short', value);
-    await cache.set('img-forever', value, 0);
-    expectSameEmbeddings(await cache.get('img-short'), value);
-    await sleep(400);
-    expect(await cache.get('img-short')).toBeUndefined();
-    expect(await cache.has('img-short')).toBe(false);
-    expectSameEmbeddings(await cache.get('img-forever'), value);
+    // keyv dates entries with Date.now(): a fake clock (Date only; I/O timers stay real) instead of waiting.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const cache = new ImageCache(await open(), { ttlMs: 60_000 });
+      const value = sampleEmbeddings(2);
+      await cache.set('img-short', value);
+      await cache.set('img-forever', value, 0);
+      vi.setSystemTime(Date.now() + 59_000);
+      expectSameEmbeddings(await cache.get('img-short'), value);
+      vi.setSystemTime(Date.now() + 2_000);
+      expect(await cache.get('img-short')).toBeUndefined();
+      expect(await cache.has('img-short')).toBe(false);
+      vi.setSystemTime(Date.now() + 365 * 24 * 3600 * 1000);
+      expectSameEmbeddings(await cache.get('img-forever'), value);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('drops a corrupted entry with a warning and reports a miss', async () => {
@@ -233,14 +241,19 @@ describe('ImageCache on the SQLite store', () => {
   });
 
   it('uses the store default TTL unless the cache or the call sets one', async () => {
-    const keyv = openKeyv({ kind: 'sqlite', dataDir: tmpDataDir(), ttlMs: 150 });
-    const cache = new ImageCache(keyv);
-    const value = sampleEmbeddings(5);
-    await cache.set('img-default', value);
-    await cache.set('img-long', value, 60_000);
-    await sleep(400);
-    expect(await cache.get('img-default')).toBeUndefined();
-    expectSameEmbeddings(await cache.get('img-long'), value);
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const keyv = openKeyv({ kind: 'sqlite', dataDir: tmpDataDir(), ttlMs: 60_000 });
+      const cache = new ImageCache(keyv);
+      const value = sampleEmbeddings(5);
+      await cache.set('img-default', value);
+      await cache.set('img-long', value, 3_600_000);
+      vi.setSystemTime(Date.now() + 61_000);
+      expect(await cache.get('img-default')).toBeUndefined();
+      expectSameEmbeddings(await cache.get('img-long'), value);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('keeps namespaces on one file apart', async () => {

@@ -192,7 +192,10 @@ describe('web API: errors', () => {
       form(await corruptJpegBytes(), 'a.jpg', 'image/jpeg'),
     );
     expect(corrupt.status).toBe(400);
-    expect(corrupt.body.error.code).toMatch(/^image_(corrupt|empty)$/);
+    expect(corrupt.body.error.code).toBe('image_corrupt');
+    expect(corrupt.body.error.message).toBe(
+      "Sorry, I couldn't read that image; the file seems to be damaged. Could you send it again?",
+    );
     const badJson = await fetch(`${web.url}/api/v1/conversations`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
