@@ -100,6 +100,8 @@ export interface BotConfig {
 }
 
 export const DEFAULT_MODEL_DIR = 'models/blip2-flan-t5-xl';
+/** Images and conversations are remembered this long unless CACHE_TTL_SECONDS says otherwise: 7 days. */
+export const DEFAULT_CACHE_TTL_SECONDS = DEFAULT_CHAT_SETTINGS.conversationTtlMs / 1000;
 export const DEFAULT_DATA_DIR = 'data';
 
 /** Raised with every problem found, so a person can fix them all at once. */
@@ -116,8 +118,7 @@ export const CONFIG_VARIABLES: Readonly<Record<string, string>> = {
   BLIP2_DATA_DIR: `where the SQLite cache and conversations live (default ${DEFAULT_DATA_DIR})`,
   CACHE_STORE: 'sqlite | memory | redis (default sqlite, or redis when REDIS_URL is set)',
   REDIS_URL: 'redis://host:port for CACHE_STORE=redis',
-  CACHE_TTL_SECONDS:
-    'how long images and conversations are remembered (default 604800 = 7 days; 0 = forever)',
+  CACHE_TTL_SECONDS: `how long images and conversations are remembered (default ${DEFAULT_CACHE_TTL_SECONDS} = ${DEFAULT_CACHE_TTL_SECONDS / 86_400} days; 0 = forever)`,
   DISCORD_TOKEN: 'Discord bot token; starts the Discord adapter',
   DISCORD_APP_ID: 'Discord application id (command registration)',
   DISCORD_API_URL: 'Discord REST base override, e.g. http://127.0.0.1:8080/api',
@@ -133,10 +134,10 @@ export const CONFIG_VARIABLES: Readonly<Record<string, string>> = {
   ALLOWED_CHANNELS: 'comma-separated channel ids allowed; empty = all',
   ALLOWED_USERS: 'comma-separated user ids allowed; empty = all',
   ALLOWLIST_MODE: 'ignore | tell: what to do with people outside the lists (default ignore)',
-  RATE_LIMIT_PER_MINUTE: 'requests per user per minute (default 6; 0 = unlimited)',
+  RATE_LIMIT_PER_MINUTE: `requests per user per minute (default ${DEFAULT_CHAT_SETTINGS.rateLimitPerMinute}; 0 = unlimited)`,
   QUEUE_CAPACITY: `requests allowed to wait for the model (default ${DEFAULT_QUEUE_CAPACITY})`,
-  REQUEST_TIMEOUT_SECONDS: 'give up on a request after this long, queue wait included (default 120)',
-  MAX_IMAGE_MB: 'largest image accepted in MB (default 20)',
+  REQUEST_TIMEOUT_SECONDS: `give up on a request after this long, queue wait included (default ${DEFAULT_CHAT_SETTINGS.requestTimeoutMs / 1000})`,
+  MAX_IMAGE_MB: `largest image accepted in MB (default ${DEFAULT_CHAT_SETTINGS.maxImageBytes / 1024 / 1024})`,
   LOG_LEVEL: 'debug | info | warn | error (default info)',
   WEB_HOST: `web playground and API interface (default ${DEFAULT_WEB_HOST}; others need WEB_API_KEY)`,
   WEB_PORT: `web port (default ${DEFAULT_WEB_PORT}); with platform credentials set, the web runs only when set`,
@@ -240,7 +241,10 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
   if (storeKind === 'redis' && !redisUrl && !r.string('REDIS_URL')) {
     r.problems.push('CACHE_STORE=redis needs REDIS_URL (for example redis://localhost:6379)');
   }
-  const ttlSeconds = r.number('CACHE_TTL_SECONDS', 7 * 24 * 3600, { min: 0, max: 10 * 365 * 24 * 3600 });
+  const ttlSeconds = r.number('CACHE_TTL_SECONDS', DEFAULT_CACHE_TTL_SECONDS, {
+    min: 0,
+    max: 10 * 365 * 24 * 3600,
+  });
   const ttlMs = ttlSeconds > 0 ? Math.round(ttlSeconds * 1000) : undefined;
   const store: StoreConfig = {
     kind: storeKind,

@@ -92,6 +92,18 @@ describe('command-line help and flags', () => {
     );
   });
 
+  it('start --help states the defaults the config uses (each defined once)', () => {
+    const config = loadConfig({ env: {}, cwd: join(ROOT, 'test') });
+    const stated = (name: string) =>
+      Number(START_USAGE.match(new RegExp(`^  ${name}\\s.*\\(default (\\d+)`, 'm'))?.[1]);
+    expect(stated('QUEUE_CAPACITY')).toBe(config.queueCapacity);
+    expect(stated('RATE_LIMIT_PER_MINUTE')).toBe(config.chat.rateLimitPerMinute);
+    expect(stated('REQUEST_TIMEOUT_SECONDS')).toBe(config.chat.requestTimeoutMs / 1000);
+    expect(stated('MAX_IMAGE_MB')).toBe(config.chat.maxImageBytes / 1024 / 1024);
+    expect(stated('CACHE_TTL_SECONDS') * 1000).toBe(config.store.ttlMs);
+    expect(stated('SLACK_PORT')).toBe(3000);
+  });
+
   it('the queue capacity default is defined once', () => {
     expect(loadConfig({ env: {}, cwd: join(ROOT, 'test') }).queueCapacity).toBe(DEFAULT_QUEUE_CAPACITY);
   });
