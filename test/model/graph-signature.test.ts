@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertCheckpoint } from '../../src/convert/convert.js';
+import { GraphBuilder, TensorDataType } from '../../src/convert/onnx/graph-builder.js';
 import { writeSyntheticCheckpoint, writeTinyCheckpoint } from '../../src/convert/synthetic.js';
 import { createSession } from '../../src/engine/ort.js';
 import { resolveBlip2Config } from '../../src/model/config.js';
@@ -97,5 +98,34 @@ describe('built graphs equal their signatures', () => {
     await writeSyntheticCheckpoint(src, { config: SMALL_OPT_CONFIG, seed: 1 });
     await convertCheckpoint(src, join(tmp, 'opt'), { dtype: 'fp32' });
     await expectGraphsMatchSignatures(join(tmp, 'opt'));
+  });
+});
+
+describe('GraphBuilder with a signature', () => {
+  const signature = graphSignature('vision', {
+    vision: { hiddenSize: 8, numChannels: 3, imageSize: 28, patchSize: 14 },
+    qformer: { hiddenSize: 6 },
+    numQueryTokens: 2,
+    text: { dModel: 4, dKv: 2, numHeads: 2, numDecoderLayers: 1, vocabSize: 10 },
+  });
+
+  it('takes dtype and dims from it, and refuses a graph missing one of its outputs or with an input it lacks', () => {
+    const complete = new GraphBuilder('vision', join(tmp, 'complete.data'));
+    complete.useSignature(signature);
+    complete.signatureOutput('image_embeds', complete.signatureInput('pixel_values'));
+    expect(complete.finish('ok').length).toBeGreaterThan(0);
+
+    const incomplete = new GraphBuilder('vision', join(tmp, 'incomplete.data'));
+    incomplete.useSignature(signature);
+    incomplete.signatureInput('pixel_values');
+    expect(() => incomplete.finish('no output')).toThrow(/graph vision never declares image_embeds/);
+
+    const extra = new GraphBuilder('vision', join(tmp, 'extra.data'));
+    extra.useSignature(signature);
+    const pixels = extra.signatureInput('pixel_values');
+    extra.input('mask', TensorDataType.INT64, ['B']);
+    extra.signatureOutput('image_embeds', pixels);
+    expect(() => extra.finish('extra input')).toThrow(/declares inputs its signature lacks: mask/);
+    expect(() => extra.signatureInput('logits')).toThrow(/logits is not among the signature's inputs/);
   });
 });

@@ -91,7 +91,7 @@ export class GraphBuilder {
   /**
    * The graph's public inputs and outputs come from `signature` (src/model/graph-io.ts), the description the
    * engine checks sessions against: `signatureInput`/`signatureOutput` take dtype and dims from it, and `finish`
-   * refuses a graph that misses one of them. Other outputs (calibration taps) stay possible.
+   * refuses a graph that misses one of them or has an input it lacks. Other outputs (calibration taps) stay possible.
    */
   useSignature(signature: GraphSignature): void {
     this.signature = signature;
@@ -236,6 +236,13 @@ export class GraphBuilder {
       );
       if (missing.length > 0)
         throw new Error(`graph ${this.name} never declares ${missing.map((s) => s.name).join(', ')}`);
+      // Extra outputs are allowed (calibration taps); an extra input would be one the engine never feeds.
+      const expected = new Set(this.signature.inputs.map((s) => s.name));
+      const extra = this.inputs.filter((v) => !expected.has(v.name));
+      if (extra.length > 0)
+        throw new Error(
+          `graph ${this.name} declares inputs its signature lacks: ${extra.map((v) => v.name).join(', ')}`,
+        );
     }
     if (this.dataFd !== undefined) {
       closeSync(this.dataFd);
