@@ -3,7 +3,7 @@
  * keyv, asks the engine and answers through the adapter's `ChatOutput`. No platform type appears here.
  */
 import type Keyv from 'keyv';
-import type { EncodeImageResult, GenerateResult, ImageQuestionEngine } from '../engine/api.js';
+import type { GenerateResult, ImageQuestionEngine } from '../engine/api.js';
 import { ImageError, RequestAbortedError, RequestTimeoutError } from '../engine/errors.js';
 import { UserFacingError } from '../errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
@@ -272,38 +272,31 @@ export class ChatCore implements ChatHandler {
   ): Promise<string> {
     const notes: string[] = [];
     let current = state;
-    /** The picture of this message was encoded here, before generating: its cost belongs to this answer. */
-    let encoded: { cached: boolean; ms: number; timings: EncodeImageResult['timings'] } | undefined;
+    /** A new picture travels with its answer's request: encoding and answering are one queued job, so the
+     * place in line, the timeout and cancellation cover both, and pictures are answered in arrival order. */
+    let bytes: Uint8Array | undefined;
     if (message.images.length > 0) {
       const picked = this.pickImage(message.images);
       if (picked.images > 1) notes.push(messages.severalImages(picked.images, picked.image.name));
-      const bytes = await picked.image.download(this.settings.maxImageBytes, signal);
+      bytes = await picked.image.download(this.settings.maxImageBytes, signal);
       signal.throwIfAborted();
-      const encodeStarted = performance.now();
-      let imageKey: string;
-      if (this.engine.encodeImageDetailed) {
-        const detail = await this.engine.encodeImageDetailed(bytes, { signal });
-        imageKey = detail.key;
-        encoded = { cached: detail.cached, ms: performance.now() - encodeStarted, timings: detail.timings };
-      } else {
-        imageKey = await this.engine.encodeImage(bytes, { signal });
-      }
-      if (state && state.imageKey !== imageKey) notes.push(messages.newSubject);
+      // The key (a hash, no queue) tells a re-sent picture from a new subject before the answer is generated.
+      const imageKey = this.engine.imageKey?.(bytes);
+      const same = imageKey !== undefined && state?.imageKey === imageKey;
+      if (state && !same) notes.push(messages.newSubject);
       current = {
         v: 1,
-        imageKey,
+        imageKey: imageKey ?? '',
         imageName: picked.image.name,
-        turns: state?.imageKey === imageKey ? state.turns : [],
+        turns: same && state ? state.turns : [],
         updatedAt: this.now(),
       };
-      // Saved before generating, so the new picture is the subject even if this answer fails.
-      await this.store.set(key, current);
     }
     if (!current) throw new Error('unreachable: no conversation state');
 
     const remaining = Math.max(1, this.settings.requestTimeoutMs - (this.now() - started));
     const common = {
-      image: current.imageKey,
+      image: bytes ?? current.imageKey,
       signal,
       timeoutMs: remaining,
       onQueuePosition: (position: number) => {
@@ -331,27 +324,13 @@ export class ChatCore implements ChatHandler {
     } else {
       result = await this.engine.generate({ ...common, task: 'caption', ...(options ? { options } : {}) });
     }
-    if (encoded) {
-      const t = result.timings;
-      result = {
-        ...result,
-        imageCached: encoded.cached,
-        timings: {
-          ...t,
-          preprocessMs: t.preprocessMs + encoded.timings.preprocessMs,
-          visionMs: t.visionMs + encoded.timings.visionMs,
-          qformerMs: t.qformerMs + encoded.timings.qformerMs,
-          totalMs: t.totalMs + encoded.ms,
-        },
-      };
-    }
+    // The conversation moves to a new picture once it has been encoded (a damaged one leaves the old subject).
+    if (result.imageKey) current.imageKey = result.imageKey;
     current.updatedAt = this.now();
     await this.store.set(key, current);
     this.logger.info(
       `${message.platform} ${question ? 'question' : 'caption'} answered in ${Math.round(result.timings.totalMs)} ms` +
-        // The picture is always encoded (or found in the cache) before generate, so `imageCached` is always true
-        // here: say where the picture came from instead.
-        ` (queue ${Math.round(result.timings.queueMs)} ms, picture ${message.images.length > 0 ? 'sent with this message' : 'from the conversation'})`,
+        ` (queue ${Math.round(result.timings.queueMs)} ms, picture ${bytes ? `sent with this message, ${result.imageCached ? 'found in the cache' : 'encoded'}` : 'from the conversation'})`,
     );
 
     if (result.droppedTurns > 0) notes.push(messages.droppedTurns(result.droppedTurns));

@@ -81,6 +81,8 @@ export interface GenerateResult {
   promptTokens: number;
   /** True on the seeded demo model: the text is meaningless. */
   demo: boolean;
+  /** The image key of the request's picture (bytes sent with the request are encoded and cached under it). */
+  imageKey?: string;
 }
 
 export interface EncodeImageResult {
@@ -94,6 +96,8 @@ export interface EncodeImageResult {
 export interface ImageQuestionEngine {
   readonly demo: boolean;
   readonly modelId: string;
+  /** The cache key of these bytes, computed without queueing (the chat core keys the conversation by it). */
+  imageKey?(bytes: Uint8Array): string;
   encodeImage(bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<string>;
   /** `encodeImage` that also says whether the cache had the picture and what encoding it cost. */
   encodeImageDetailed?(bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<EncodeImageResult>;
