@@ -88,4 +88,9 @@ port.on('message', (message: ToThread) => {
   }
 });
 
-post({ type: 'ready', demo: engine.demo, modelId: engine.modelId, cacheTag: preprocessCacheTag(init.options.preprocess) });
+post({
+  type: 'ready',
+  demo: engine.demo,
+  modelId: engine.modelId,
+  cacheTag: preprocessCacheTag(init.options.preprocess),
+});

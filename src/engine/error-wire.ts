@@ -56,6 +56,7 @@ export function fromWire(wire: WireError): Error {
   const error = Object.create(known.prototype) as Error;
   Object.defineProperty(error, 'message', { value: wire.message, writable: true, configurable: true });
   Object.assign(error, wire.fields, { name: wire.name });
-  if (wire.stack) Object.defineProperty(error, 'stack', { value: wire.stack, writable: true, configurable: true });
+  if (wire.stack)
+    Object.defineProperty(error, 'stack', { value: wire.stack, writable: true, configurable: true });
   return error;
 }

@@ -9,12 +9,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { UserFacingError } from '../errors.js';
-import type {
-  EncodeImageResult,
-  GenerateRequest,
-  GenerateResult,
-  ImageQuestionEngine,
-} from './api.js';
+import type { EncodeImageResult, GenerateRequest, GenerateResult, ImageQuestionEngine } from './api.js';
 import type { EngineLogger } from './engine.js';
 import { fromWire } from './error-wire.js';
 import { RequestAbortedError } from './errors.js';

@@ -218,7 +218,12 @@ describe('chat core', () => {
     );
     expect(order).toEqual([0, 1, 2, 3]);
     // Each picture went to the engine with its question and was encoded inside that one job.
-    expect(fixture.engine.requests.map((r) => r.image instanceof Uint8Array)).toEqual([true, true, true, true]);
+    expect(fixture.engine.requests.map((r) => r.image instanceof Uint8Array)).toEqual([
+      true,
+      true,
+      true,
+      true,
+    ]);
     for (const result of fixture.engine.results) {
       expect(result.imageCached).toBe(false);
       expect(result.timings.visionMs).toBeGreaterThan(0);

@@ -13,7 +13,7 @@ import { ChatCore } from '../../chat/core.js';
 import type { ChatHandler, RunningAdapter } from '../../chat/types.js';
 import { type BotConfig, CONFIG_VARIABLES, type Env, loadConfig } from '../../config/config.js';
 import { ensureDemoModel } from '../../demo/demo-model.js';
-import { Blip2Engine } from '../../engine/engine.js';
+import { ThreadedEngine } from '../../engine/threaded-engine.js';
 import { UserFacingError } from '../../errors.js';
 import { MANIFEST_FILE } from '../../model/graph-io.js';
 import {
@@ -91,7 +91,7 @@ async function loadEngine(
   config: BotConfig,
   logger: Logger,
   stderr: NodeJS.WritableStream,
-): Promise<Blip2Engine> {
+): Promise<ThreadedEngine> {
   let modelDir = config.modelDir;
   if (!existsSync(join(modelDir, MANIFEST_FILE))) {
     stderr.write(`${demoBanner(modelDir)}\n`);
@@ -99,7 +99,8 @@ async function loadEngine(
   }
   logger.info(`loading the model from ${modelDir}`);
   const started = performance.now();
-  const engine = await Blip2Engine.load(modelDir, {
+  // The model runs in a worker thread, so no vision run ever stalls the adapters' acks and heartbeats.
+  const engine = await ThreadedEngine.load(modelDir, {
     store: config.store,
     ...(config.store.ttlMs ? { cacheTtlMs: config.store.ttlMs } : {}),
     queueCapacity: config.queueCapacity,
@@ -200,7 +201,7 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
   const failed = adapterFailure();
   const stores: Keyv[] = [];
   const adapters: RunningAdapter[] = [];
-  let engine: Blip2Engine | undefined;
+  let engine: ThreadedEngine | undefined;
   let core: ChatCore | undefined;
   let exitCode = 0;
   try {
