@@ -6,6 +6,7 @@ import type Keyv from 'keyv';
 import type { GenerateResult, ImageQuestionEngine } from '../engine/api.js';
 import { ImageError, RequestAbortedError, RequestTimeoutError } from '../engine/errors.js';
 import { UserFacingError } from '../errors.js';
+import { waitWithGrace } from '../util/grace.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { isAllowed } from './allow-list.js';
 import { type ConversationState, ConversationStore } from './conversation-store.js';
@@ -142,17 +143,10 @@ export class ChatCore implements ChatHandler {
    */
   async shutdown(graceMs = 10_000): Promise<void> {
     this.closing = true;
-    const settle = () => Promise.allSettled([...this.jobs]).then(() => 'done' as const);
-    let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), graceMs);
-    });
-    const outcome = await Promise.race([settle(), grace]);
-    clearTimeout(timer);
-    if (outcome === 'timeout') {
+    if ((await waitWithGrace(this.jobs, graceMs)) === 'timeout') {
       this.logger.info(`cancelling ${this.jobs.size} running request(s) for shutdown`);
       for (const controller of this.running) controller.abort(SHUTDOWN);
-      await settle();
+      await Promise.allSettled([...this.jobs]);
     }
   }
 
