@@ -289,7 +289,10 @@ export class ChatCore implements ChatHandler {
     if (!current) throw new Error('unreachable: no conversation state');
 
     const remaining = Math.max(1, this.settings.requestTimeoutMs - (this.now() - started));
+    // Follows the request into the queue and onto the worker that answers it (logs, job id).
+    const requestId = `${message.platform}-${message.messageId}`;
     const common = {
+      requestId,
       image: bytes ?? current.imageKey,
       signal,
       timeoutMs: remaining,
@@ -322,10 +325,12 @@ export class ChatCore implements ChatHandler {
     if (result.imageKey) current.imageKey = result.imageKey;
     current.updatedAt = this.now();
     await this.store.set(key, current);
-    this.logger.info(
-      `${message.platform} ${question ? 'question' : 'caption'} answered in ${Math.round(result.timings.totalMs)} ms` +
-        ` (queue ${Math.round(result.timings.queueMs)} ms, picture ${bytes ? `sent with this message, ${result.imageCached ? 'found in the cache' : 'encoded'}` : 'from the conversation'})`,
-    );
+    this.logger
+      .child('request', { requestId })
+      .info(
+        `${message.platform} ${question ? 'question' : 'caption'} answered in ${Math.round(result.timings.totalMs)} ms` +
+          ` (queue ${Math.round(result.timings.queueMs)} ms, picture ${bytes ? `sent with this message, ${result.imageCached ? 'found in the cache' : 'encoded'}` : 'from the conversation'})`,
+      );
 
     if (result.droppedTurns > 0) notes.push(messages.droppedTurns(result.droppedTurns));
     const lines = [result.text.trim() || messages.emptyAnswer, ...notes];

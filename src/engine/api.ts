@@ -53,6 +53,8 @@ export interface GenerateRequest {
   onToken?: (token: { id: number; textSoFar: string }) => void;
   /** Called while the request waits: 1 = next to run. */
   onQueuePosition?: (position: number) => void;
+  /** Names the request in logs and, scaled out, its queue job (one job per id: a redelivery is not re-run). */
+  requestId?: string;
 }
 
 export interface Timings {

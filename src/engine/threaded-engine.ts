@@ -56,7 +56,8 @@ export class ThreadedEngine implements ImageQuestionEngine {
     private readonly worker: Worker,
     readonly demo: boolean,
     readonly modelId: string,
-    private readonly cacheTag: string,
+    /** The preprocessing part of this model's image keys (fronts compute the same keys from it). */
+    readonly cacheTag: string,
     private readonly logger: EngineLogger | undefined,
   ) {
     worker.on('message', (message: FromThread) => this.#receive(message));
