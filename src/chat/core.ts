@@ -36,7 +36,23 @@ export interface ChatCoreOptions {
   settings?: Partial<ChatSettings>;
   logger?: Logger;
   now?: () => number;
+  /**
+   * Shared with other processes (fronts scaled out behind one Redis): which messages were handled and each
+   * person's rate limit. Without it both live in this process (and `handled`).
+   */
+  shared?: SharedChatState;
 }
+
+/** What several fronts must agree on; src/scale implements it in Redis. */
+export interface SharedChatState {
+  /** True the first time anyone claims `id` within `ttlMs`. */
+  claim(id: string, ttlMs: number): Promise<boolean>;
+  /** 0 when `key` may make another request this minute (and records it), else ms until it may. */
+  take(key: string, perMinute: number): Promise<number>;
+}
+
+/** How long a handled message id is remembered. */
+const HANDLED_TTL_MS = 24 * 3600 * 1000;
 
 const TIMEOUT = Symbol('timeout');
 const SHUTDOWN = Symbol('shutdown');
@@ -68,6 +84,7 @@ export class ChatCore implements ChatHandler {
   private readonly limiter: RateLimiter;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly shared: SharedChatState | undefined;
   private readonly jobs = new Set<Promise<void>>();
   private readonly conversationTails = new Map<string, Promise<void>>();
   /** Every running request's controller, aborted at shutdown (one listener per request on a shared signal
@@ -84,7 +101,8 @@ export class ChatCore implements ChatHandler {
     this.engine = options.engine;
     this.now = options.now ?? Date.now;
     this.store = new ConversationStore(options.conversations, this.settings.conversationTtlMs);
-    this.deduper = new MessageDeduper(options.handled, undefined, undefined, this.now);
+    this.shared = options.shared;
+    this.deduper = new MessageDeduper(options.handled, HANDLED_TTL_MS, undefined, this.now);
     this.limiter = new RateLimiter(this.settings.rateLimitPerMinute, this.now);
     this.logger = options.logger ?? silentLogger;
   }
@@ -153,7 +171,11 @@ export class ChatCore implements ChatHandler {
   private async run(message: ChatMessage, output: ChatOutput): Promise<void> {
     const log = this.logger;
     try {
-      if (!(await this.deduper.claim(`${message.platform}:${message.messageId}`))) {
+      const id = `${message.platform}:${message.messageId}`;
+      const fresh = this.shared
+        ? (await this.deduper.claim(id)) && (await this.shared.claim(id, HANDLED_TTL_MS))
+        : await this.deduper.claim(id);
+      if (!fresh) {
         log.debug(`skipping ${message.platform} message ${message.messageId}: already handled`);
         return;
       }
@@ -210,7 +232,13 @@ export class ChatCore implements ChatHandler {
       return;
     }
     // The per-person limit protects a shared bot from one busy person; the terminal is the person running it.
-    const wait = message.platform === 'local' ? 0 : this.limiter.take(`${message.platform}:${message.user}`);
+    const person = `${message.platform}:${message.user}`;
+    const wait =
+      message.platform === 'local'
+        ? 0
+        : this.shared
+          ? await this.shared.take(person, this.settings.rateLimitPerMinute)
+          : this.limiter.take(person);
     if (wait > 0) {
       await this.refuse(output, 'rate_limited', messages.rateLimited(wait), { retryAfterMs: wait });
       return;

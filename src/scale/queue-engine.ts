@@ -33,6 +33,10 @@ import { KEY_PREFIX, QUEUE_NAME, redisOptions } from './redis.js';
 
 /** How often a waiting job's place in line (and, as a safety net for missed events, its state) is read. */
 const POLL_MS = 500;
+const POSITION = `local i = redis.call('LPOS', KEYS[1], ARGV[1])
+if not i then return 0 end
+return redis.call('LLEN', KEYS[1]) - i`;
+
 /** Attempts per job: a worker that dies mid-job (SIGKILL, out of memory) costs one; the next worker retries. */
 export const JOB_ATTEMPTS = 3;
 
@@ -226,10 +230,10 @@ export class QueueEngine implements ImageQuestionEngine {
   async #check(jobId: string, onPosition: (position: number) => void): Promise<void> {
     const state = await this.queue.getJobState(jobId);
     if (state === 'waiting' || state === 'prioritized') {
-      const length = await this.options.redis.llen(this.queue.keys.wait!);
-      const index = await this.options.redis.lpos(this.queue.keys.wait!, jobId);
-      // Jobs are pushed at the head and taken from the tail: the tail is next.
-      if (index !== null) onPosition(length - index);
+      // Jobs are pushed at the head and taken from the tail: the tail is next. One script, so a job taken
+      // between two reads cannot skew the count.
+      const position = Number(await this.options.redis.eval(POSITION, 1, this.queue.keys.wait!, jobId));
+      if (position > 0) onPosition(position);
     } else if (state === 'completed') {
       const job = await Job.fromId<AnswerJobData, GenerateResult>(this.queue, jobId);
       if (job?.returnvalue) await this.#deliver(jobId, job.returnvalue);

@@ -21,6 +21,7 @@ import { MANIFEST_FILE } from '../../model/graph-io.js';
 import { type HealthServer, startHealthServer } from '../../scale/health.js';
 import { QueueEngine } from '../../scale/queue-engine.js';
 import { connectRedis, QueueUnavailableError } from '../../scale/redis.js';
+import { redisChatState } from '../../scale/shared-state.js';
 import {
   checkKeyv,
   closeKeyv,
@@ -274,6 +275,8 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
       engine,
       conversations,
       handled,
+      // Any front may take any event: handled ids and rate limits are shared through Redis.
+      ...(redis ? { shared: redisChatState(redis) } : {}),
       settings: config.chat,
       logger: logger.child('chat'),
     });
