@@ -79,8 +79,6 @@ export interface BotConfig {
   health: HealthConfig;
   /** How long a stop lets running answers finish (SHUTDOWN_GRACE_SECONDS). */
   shutdownGraceMs: number;
-  /** DISCORD_SHARDS: undefined = one process, no sharding; 'auto' = as many as Discord recommends. */
-  discordShards?: number | 'auto';
   /** The environment the config came from, for adapters that parse their own variables (Slack). */
   env: Env;
   /** Values never to print. */
@@ -110,7 +108,6 @@ export const CONFIG_VARIABLES: Readonly<Record<string, string>> = {
   HEALTH_PORT: 'port of the health endpoints GET /healthz and /readyz (default: none)',
   HEALTH_HOST: 'interface of the health endpoints (default 127.0.0.1)',
   SHUTDOWN_GRACE_SECONDS: `on SIGTERM, how long running answers may finish (default ${DEFAULT_SHUTDOWN_GRACE_SECONDS})`,
-  DISCORD_SHARDS: 'auto | N: run the Discord adapter as N shards (discord.js sharding; default: no sharding)',
   CACHE_TTL_SECONDS:
     'how long images and conversations are remembered (default 604800 = 7 days; 0 = forever)',
   DISCORD_TOKEN: 'Discord bot token; starts the Discord adapter',
@@ -314,11 +311,6 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
   };
   const shutdownGraceMs =
     r.number('SHUTDOWN_GRACE_SECONDS', DEFAULT_SHUTDOWN_GRACE_SECONDS, { min: 0, max: 3600 }) * 1000;
-  const shardsRaw = r.string('DISCORD_SHARDS');
-  let discordShards: number | 'auto' | undefined;
-  if (shardsRaw?.toLowerCase() === 'auto') discordShards = 'auto';
-  else if (shardsRaw !== undefined)
-    discordShards = r.number('DISCORD_SHARDS', 1, { min: 1, max: 1000, integer: true });
 
   if (r.problems.length > 0) throw new ConfigError(r.problems);
 
@@ -339,7 +331,6 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
     ...(queueUrl ? { queue: { url: queueUrl, workerConcurrency } } : {}),
     health,
     shutdownGraceMs,
-    ...(discordShards !== undefined ? { discordShards } : {}),
     env,
     secrets,
   };
