@@ -43,8 +43,14 @@ async function pingsDuring(work: () => Promise<unknown>): Promise<number[]> {
   const pinger = (async () => {
     while (running) {
       const t = performance.now();
-      await fetch(url).then((r) => r.text());
-      latencies.push(performance.now() - t);
+      // A fresh connection each time: a kept-alive one may be closed by the server's idle timer, which fires late
+      // when the thread was held, and a reset would say nothing about latency.
+      await fetch(url, { headers: { connection: 'close' } })
+        .then((r) => r.text())
+        .then(
+          () => latencies.push(performance.now() - t),
+          () => {},
+        );
       await new Promise((r) => setTimeout(r, 10));
     }
   })();

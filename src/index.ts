@@ -25,6 +25,7 @@ export type {
   Turn,
 } from './engine/api.js';
 export { Blip2Engine, type EngineOptions } from './engine/engine.js';
+export { EngineStoppedError, ThreadedEngine } from './engine/threaded-engine.js';
 export {
   ImageError,
   InputError,
