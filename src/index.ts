@@ -25,7 +25,6 @@ export type {
   Turn,
 } from './engine/api.js';
 export { Blip2Engine, type EngineOptions } from './engine/engine.js';
-export { EngineStoppedError, ThreadedEngine } from './engine/threaded-engine.js';
 export {
   ImageError,
   InputError,
@@ -36,6 +35,7 @@ export {
 export { readImageFile } from './engine/image-file.js';
 export { Blip2Model } from './engine/model.js';
 export { PREPROCESS_VERSION, parsePreprocessorConfig, preprocessImage } from './engine/preprocess.js';
+export { EngineStoppedError, ThreadedEngine } from './engine/threaded-engine.js';
 export { loadTokenizer } from './engine/tokenizer.js';
 export { UserFacingError } from './errors.js';
 export { type Blip2Config, resolveBlip2Config } from './model/config.js';

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { waitWithGrace } from '../../src/util/grace.js';
 
-const after = (ms: number, fail = false) =>
+const settleIn = (ms: number, fail = false) =>
   new Promise<void>((resolve, reject) => setTimeout(() => (fail ? reject(new Error('x')) : resolve()), ms));
 
 describe('waitWithGrace', () => {
   it('returns "done" as soon as every job has settled, failures included', async () => {
     const started = performance.now();
-    expect(await waitWithGrace([after(10), after(20, true)], 5_000)).toBe('done');
+    expect(await waitWithGrace([settleIn(10), settleIn(20, true)], 5_000)).toBe('done');
     expect(performance.now() - started).toBeLessThan(1_000);
   });
 
@@ -25,8 +25,12 @@ describe('waitWithGrace', () => {
     };
     let lateDone = false;
     track(
-      after(10).then(() => {
-        track(after(30).then(() => void (lateDone = true)));
+      settleIn(10).then(() => {
+        track(
+          settleIn(30).then(() => {
+            lateDone = true;
+          }),
+        );
       }),
     );
     expect(await waitWithGrace(jobs, 5_000)).toBe('done');

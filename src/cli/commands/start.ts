@@ -283,7 +283,13 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
 
     if (config.discord) {
       adapters.push(
-        await startDiscordAdapter({ core, config, logger: logger.child('discord'), onFatal: failed.report }),
+        await startDiscordAdapter({
+          core,
+          config,
+          logger: logger.child('discord'),
+          onFatal: failed.report,
+          stopGraceMs: config.shutdownGraceMs,
+        }),
       );
     }
     if (slack) {
