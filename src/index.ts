@@ -35,6 +35,7 @@ export {
 export { readImageFile } from './engine/image-file.js';
 export { Blip2Model } from './engine/model.js';
 export { PREPROCESS_VERSION, parsePreprocessorConfig, preprocessImage } from './engine/preprocess.js';
+export { EngineStoppedError, ThreadedEngine } from './engine/threaded-engine.js';
 export { loadTokenizer } from './engine/tokenizer.js';
 export { UserFacingError } from './errors.js';
 export { type Blip2Config, resolveBlip2Config } from './model/config.js';

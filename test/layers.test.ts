@@ -19,6 +19,7 @@ const AREAS = [
   'src/hub',
   'src/storage',
   'src/engine',
+  'src/scale',
   'src/chat',
   'src/config',
   'src/cli',
@@ -42,16 +43,19 @@ const ALLOWED: Record<Area, Area[]> = {
   'src/hub': [...BASE, 'src/model'],
   'src/storage': BASE,
   'src/engine': [...BASE, 'src/model', 'src/storage'],
+  // Scale-out (BullMQ, Redis): an ImageQuestionEngine for fronts, the worker's job loop, and the chat core's
+  // shared state; the chat core never knows whether its engine is in this process or behind a queue.
+  'src/scale': [...BASE, 'src/engine', 'src/storage', 'src/chat'],
   'src/chat': [...BASE, 'src/engine'],
   // config reads the environment once and builds each layer's settings, so it sits above them.
   'src/config': [...BASE, 'src/chat', 'src/engine', 'src/storage'],
   adapters: [...BASE, 'src/chat', 'src/config'],
   'src/cli': [...AREAS.filter((a) => a !== 'src/cli' && a !== 'src/index.ts' && a !== 'bench')],
   'src/index.ts': AREAS.filter(
-    (a) => a !== 'src/cli' && a !== 'bench' && a !== 'adapters' && a !== 'src/hub',
+    (a) => a !== 'src/cli' && a !== 'bench' && a !== 'adapters' && a !== 'src/hub' && a !== 'src/scale',
   ),
   // Benchmarks build kernel graphs with the converter's builder and run the engine: a tool above both.
-  bench: [...BASE, 'src/model', 'src/convert', 'src/engine', 'src/demo', 'src/storage'],
+  bench: [...BASE, 'src/model', 'src/convert', 'src/engine', 'src/demo', 'src/storage', 'src/scale'],
 };
 
 function areaOf(path: string): Area | undefined {

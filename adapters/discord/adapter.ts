@@ -15,6 +15,7 @@ import {
 import type { ChatHandler, ChatMessage, IncomingImage, RunningAdapter } from '../../src/chat/types.js';
 import type { BotConfig, DiscordConfig } from '../../src/config/config.js';
 import { UserFacingError } from '../../src/errors.js';
+import { waitWithGrace } from '../../src/util/grace.js';
 import type { Logger } from '../../src/util/logger.js';
 import { toIncomingImage } from './attachments.js';
 import { createDiscordClient } from './client.js';
@@ -251,15 +252,7 @@ export async function startDiscordAdapter(options: DiscordAdapterOptions): Promi
     messageContent,
     async stop() {
       accepting = false;
-      const grace = options.stopGraceMs ?? 10_000;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.allSettled([...inflight]),
-        new Promise((resolve) => {
-          timer = setTimeout(resolve, grace);
-        }),
-      ]);
-      clearTimeout(timer);
+      await waitWithGrace(inflight, options.stopGraceMs ?? 10_000);
       await client.destroy();
     },
   };

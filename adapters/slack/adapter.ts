@@ -6,6 +6,7 @@
 import type { AddressInfo } from 'node:net';
 import { App, LogLevel } from '@slack/bolt';
 import type { ChatHandler, ChatMessage, RunningAdapter } from '../../src/chat/types.js';
+import { waitWithGrace } from '../../src/util/grace.js';
 import type { SlackConfig, SlackMode } from './config.js';
 import {
   completeSlackFiles,
@@ -387,12 +388,7 @@ export async function startSlackAdapter({
       if (stopping) return;
       stopping = true;
       await app.stop().catch((error: unknown) => log.warn(`slack: stopping Bolt failed: ${String(error)}`));
-      let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, config.shutdownGraceMs);
-      });
-      await Promise.race([idle(), grace]);
-      clearTimeout(timer);
+      await waitWithGrace(jobs, config.shutdownGraceMs);
     },
   };
 }

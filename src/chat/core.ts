@@ -3,9 +3,10 @@
  * keyv, asks the engine and answers through the adapter's `ChatOutput`. No platform type appears here.
  */
 import type Keyv from 'keyv';
-import type { EncodeImageResult, GenerateResult, ImageQuestionEngine } from '../engine/api.js';
+import type { GenerateResult, ImageQuestionEngine } from '../engine/api.js';
 import { ImageError, RequestAbortedError, RequestTimeoutError } from '../engine/errors.js';
 import { UserFacingError } from '../errors.js';
+import { waitWithGrace } from '../util/grace.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { isAllowed } from './allow-list.js';
 import { type ConversationState, ConversationStore } from './conversation-store.js';
@@ -35,7 +36,23 @@ export interface ChatCoreOptions {
   settings?: Partial<ChatSettings>;
   logger?: Logger;
   now?: () => number;
+  /**
+   * Shared with other processes (fronts scaled out behind one Redis): which messages were handled and each
+   * person's rate limit. Without it both live in this process (and `handled`).
+   */
+  shared?: SharedChatState;
 }
+
+/** What several fronts must agree on; src/scale implements it in Redis. */
+export interface SharedChatState {
+  /** True the first time anyone claims `id` within `ttlMs`. */
+  claim(id: string, ttlMs: number): Promise<boolean>;
+  /** 0 when `key` may make another request this minute (and records it), else ms until it may. */
+  take(key: string, perMinute: number): Promise<number>;
+}
+
+/** How long a handled message id is remembered. */
+const HANDLED_TTL_MS = 24 * 3600 * 1000;
 
 const TIMEOUT = Symbol('timeout');
 const SHUTDOWN = Symbol('shutdown');
@@ -67,6 +84,7 @@ export class ChatCore implements ChatHandler {
   private readonly limiter: RateLimiter;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly shared: SharedChatState | undefined;
   private readonly jobs = new Set<Promise<void>>();
   private readonly conversationTails = new Map<string, Promise<void>>();
   /** Every running request's controller, aborted at shutdown (one listener per request on a shared signal
@@ -83,7 +101,8 @@ export class ChatCore implements ChatHandler {
     this.engine = options.engine;
     this.now = options.now ?? Date.now;
     this.store = new ConversationStore(options.conversations, this.settings.conversationTtlMs);
-    this.deduper = new MessageDeduper(options.handled, undefined, undefined, this.now);
+    this.shared = options.shared;
+    this.deduper = new MessageDeduper(options.handled, HANDLED_TTL_MS, undefined, this.now);
     this.limiter = new RateLimiter(this.settings.rateLimitPerMinute, this.now);
     this.logger = options.logger ?? silentLogger;
   }
@@ -142,24 +161,21 @@ export class ChatCore implements ChatHandler {
    */
   async shutdown(graceMs = 10_000): Promise<void> {
     this.closing = true;
-    const settle = () => Promise.allSettled([...this.jobs]).then(() => 'done' as const);
-    let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), graceMs);
-    });
-    const outcome = await Promise.race([settle(), grace]);
-    clearTimeout(timer);
-    if (outcome === 'timeout') {
+    if ((await waitWithGrace(this.jobs, graceMs)) === 'timeout') {
       this.logger.info(`cancelling ${this.jobs.size} running request(s) for shutdown`);
       for (const controller of this.running) controller.abort(SHUTDOWN);
-      await settle();
+      await Promise.allSettled([...this.jobs]);
     }
   }
 
   private async run(message: ChatMessage, output: ChatOutput): Promise<void> {
     const log = this.logger;
     try {
-      if (!(await this.deduper.claim(`${message.platform}:${message.messageId}`))) {
+      const id = `${message.platform}:${message.messageId}`;
+      const fresh = this.shared
+        ? (await this.deduper.claim(id)) && (await this.shared.claim(id, HANDLED_TTL_MS))
+        : await this.deduper.claim(id);
+      if (!fresh) {
         log.debug(`skipping ${message.platform} message ${message.messageId}: already handled`);
         return;
       }
@@ -216,7 +232,13 @@ export class ChatCore implements ChatHandler {
       return;
     }
     // The per-person limit protects a shared bot from one busy person; the terminal is the person running it.
-    const wait = message.platform === 'local' ? 0 : this.limiter.take(`${message.platform}:${message.user}`);
+    const person = `${message.platform}:${message.user}`;
+    const wait =
+      message.platform === 'local'
+        ? 0
+        : this.shared
+          ? await this.shared.take(person, this.settings.rateLimitPerMinute)
+          : this.limiter.take(person);
     if (wait > 0) {
       await this.refuse(output, 'rate_limited', messages.rateLimited(wait), { retryAfterMs: wait });
       return;
@@ -272,38 +294,34 @@ export class ChatCore implements ChatHandler {
   ): Promise<string> {
     const notes: string[] = [];
     let current = state;
-    /** The picture of this message was encoded here, before generating: its cost belongs to this answer. */
-    let encoded: { cached: boolean; ms: number; timings: EncodeImageResult['timings'] } | undefined;
+    /** A new picture travels with its answer's request: encoding and answering are one queued job, so the
+     * place in line, the timeout and cancellation cover both, and pictures are answered in arrival order. */
+    let bytes: Uint8Array | undefined;
     if (message.images.length > 0) {
       const picked = this.pickImage(message.images);
       if (picked.images > 1) notes.push(messages.severalImages(picked.images, picked.image.name));
-      const bytes = await picked.image.download(this.settings.maxImageBytes, signal);
+      bytes = await picked.image.download(this.settings.maxImageBytes, signal);
       signal.throwIfAborted();
-      const encodeStarted = performance.now();
-      let imageKey: string;
-      if (this.engine.encodeImageDetailed) {
-        const detail = await this.engine.encodeImageDetailed(bytes, { signal });
-        imageKey = detail.key;
-        encoded = { cached: detail.cached, ms: performance.now() - encodeStarted, timings: detail.timings };
-      } else {
-        imageKey = await this.engine.encodeImage(bytes, { signal });
-      }
-      if (state && state.imageKey !== imageKey) notes.push(messages.newSubject);
+      // The key (a hash, no queue) tells a re-sent picture from a new subject before the answer is generated.
+      const imageKey = this.engine.imageKey?.(bytes);
+      const same = imageKey !== undefined && state?.imageKey === imageKey;
+      if (state && !same) notes.push(messages.newSubject);
       current = {
         v: 1,
-        imageKey,
+        imageKey: imageKey ?? '',
         imageName: picked.image.name,
-        turns: state?.imageKey === imageKey ? state.turns : [],
+        turns: same && state ? state.turns : [],
         updatedAt: this.now(),
       };
-      // Saved before generating, so the new picture is the subject even if this answer fails.
-      await this.store.set(key, current);
     }
     if (!current) throw new Error('unreachable: no conversation state');
 
     const remaining = Math.max(1, this.settings.requestTimeoutMs - (this.now() - started));
+    // Follows the request into the queue and onto the worker that answers it (logs, job id).
+    const requestId = `${message.platform}-${message.messageId}`;
     const common = {
-      image: current.imageKey,
+      requestId,
+      image: bytes ?? current.imageKey,
       signal,
       timeoutMs: remaining,
       onQueuePosition: (position: number) => {
@@ -331,28 +349,16 @@ export class ChatCore implements ChatHandler {
     } else {
       result = await this.engine.generate({ ...common, task: 'caption', ...(options ? { options } : {}) });
     }
-    if (encoded) {
-      const t = result.timings;
-      result = {
-        ...result,
-        imageCached: encoded.cached,
-        timings: {
-          ...t,
-          preprocessMs: t.preprocessMs + encoded.timings.preprocessMs,
-          visionMs: t.visionMs + encoded.timings.visionMs,
-          qformerMs: t.qformerMs + encoded.timings.qformerMs,
-          totalMs: t.totalMs + encoded.ms,
-        },
-      };
-    }
+    // The conversation moves to a new picture once it has been encoded (a damaged one leaves the old subject).
+    if (result.imageKey) current.imageKey = result.imageKey;
     current.updatedAt = this.now();
     await this.store.set(key, current);
-    this.logger.info(
-      `${message.platform} ${question ? 'question' : 'caption'} answered in ${Math.round(result.timings.totalMs)} ms` +
-        // The picture is always encoded (or found in the cache) before generate, so `imageCached` is always true
-        // here: say where the picture came from instead.
-        ` (queue ${Math.round(result.timings.queueMs)} ms, picture ${message.images.length > 0 ? 'sent with this message' : 'from the conversation'})`,
-    );
+    this.logger
+      .child('request', { requestId })
+      .info(
+        `${message.platform} ${question ? 'question' : 'caption'} answered in ${Math.round(result.timings.totalMs)} ms` +
+          ` (queue ${Math.round(result.timings.queueMs)} ms, picture ${bytes ? `sent with this message, ${result.imageCached ? 'found in the cache' : 'encoded'}` : 'from the conversation'})`,
+      );
 
     if (result.droppedTurns > 0) notes.push(messages.droppedTurns(result.droppedTurns));
     const lines = [result.text.trim() || messages.emptyAnswer, ...notes];

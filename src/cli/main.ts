@@ -11,6 +11,7 @@ const USAGE = `blip2-bot: talk about pictures with BLIP-2 on Discord, Slack or t
 Usage: blip2-bot <command> [options]     (blip2-bot <command> --help for details)
 
   start      run the bot: every adapter whose credentials are set (Discord, Slack), else the terminal chat
+  worker     scaled out: load the model and answer the jobs of \`start --role front\` (QUEUE_URL)
   ask        answer one question (or caption) about an image
   chat       an interactive terminal conversation about one image
   convert    convert a Hugging Face BLIP-2 FlanT5 checkpoint to ONNX (calibrated auto, or fp32, int8, int4, mixed)
@@ -27,6 +28,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   chat: async () => (await import('./commands/chat.js')).chatCommand,
   models: async () => (await import('./commands/models.js')).modelsCommand,
   start: async () => (await import('./commands/start.js')).startCommand,
+  worker: async () => (await import('./commands/worker.js')).workerCommand,
 };
 
 // Errors we raise on purpose extend UserFacingError (src/errors.ts) and are printed as one line without a stack

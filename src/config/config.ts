@@ -10,7 +10,7 @@ import { type AllowList, type ChatSettings, DEFAULT_CHAT_SETTINGS } from '../cha
 import { DEFAULT_QUEUE_CAPACITY } from '../engine/queue.js';
 import { UserFacingError } from '../errors.js';
 import type { StoreKind, StoreOptions } from '../storage/keyv-store.js';
-import { LOG_LEVELS, type LogLevel } from '../util/logger.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../util/logger.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -82,6 +82,21 @@ export const SLACK_DEFAULTS = {
   shutdownGraceMs: 10_000,
 } as const;
 
+/** Scale-out (QUEUE_URL): fronts and workers share a BullMQ queue and every store in this Redis. */
+export interface QueueConfig {
+  url: string;
+  /** Jobs one worker process runs at once (WORKER_CONCURRENCY). */
+  workerConcurrency: number;
+}
+
+export interface HealthConfig {
+  host: string;
+  /** HEALTH_PORT; undefined = no health endpoint (the web adapter's /api/v1/health still answers). */
+  port?: number;
+}
+
+export const DEFAULT_SHUTDOWN_GRACE_SECONDS = 10;
+
 export interface BotConfig {
   modelDir: string;
   dataDir: string;
@@ -89,10 +104,15 @@ export interface BotConfig {
   queueCapacity: number;
   chat: ChatSettings;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   discord?: DiscordConfig;
   /** Set when a Slack credential is; a half-done Slack setup is a ConfigError like any other problem. */
   slack?: SlackConfig;
   web: WebConfig;
+  queue?: QueueConfig;
+  health: HealthConfig;
+  /** How long a stop lets running answers finish (SHUTDOWN_GRACE_SECONDS). */
+  shutdownGraceMs: number;
   /** The environment the config came from (LOG_LEVEL set or not, embedders' own variables). */
   env: Env;
   /** Values never to print. */
@@ -117,7 +137,13 @@ export const CONFIG_VARIABLES: Readonly<Record<string, string>> = {
   BLIP2_MODEL_DIR: `converted model directory (default ${DEFAULT_MODEL_DIR})`,
   BLIP2_DATA_DIR: `where the SQLite cache and conversations live (default ${DEFAULT_DATA_DIR})`,
   CACHE_STORE: 'sqlite | memory | redis (default sqlite, or redis when REDIS_URL is set)',
-  REDIS_URL: 'redis://host:port for CACHE_STORE=redis',
+  REDIS_URL: 'redis://host:port for CACHE_STORE=redis (default: QUEUE_URL when that is set)',
+  QUEUE_URL:
+    'redis://host:port: scale out over a BullMQ queue (start --role front, worker); every store goes to Redis',
+  WORKER_CONCURRENCY: 'blip2-bot worker: jobs one worker process runs at once (default 1)',
+  HEALTH_PORT: 'port of the health endpoints GET /healthz and /readyz (default: none)',
+  HEALTH_HOST: 'interface of the health endpoints (default 127.0.0.1)',
+  SHUTDOWN_GRACE_SECONDS: `on SIGTERM, how long running answers may finish (default ${DEFAULT_SHUTDOWN_GRACE_SECONDS})`,
   CACHE_TTL_SECONDS: `how long images and conversations are remembered (default ${DEFAULT_CACHE_TTL_SECONDS} = ${DEFAULT_CACHE_TTL_SECONDS / 86_400} days; 0 = forever)`,
   DISCORD_TOKEN: 'Discord bot token; starts the Discord adapter',
   DISCORD_APP_ID: 'Discord application id (command registration)',
@@ -139,6 +165,8 @@ export const CONFIG_VARIABLES: Readonly<Record<string, string>> = {
   REQUEST_TIMEOUT_SECONDS: `give up on a request after this long, queue wait included (default ${DEFAULT_CHAT_SETTINGS.requestTimeoutMs / 1000})`,
   MAX_IMAGE_MB: `largest image accepted in MB (default ${DEFAULT_CHAT_SETTINGS.maxImageBytes / 1024 / 1024})`,
   LOG_LEVEL: 'debug | info | warn | error (default info)',
+  LOG_FORMAT:
+    'text | json: one readable line, or one JSON object a line with requestId fields (default text)',
   WEB_HOST: `web playground and API interface (default ${DEFAULT_WEB_HOST}; others need WEB_API_KEY)`,
   WEB_PORT: `web port (default ${DEFAULT_WEB_PORT}); with platform credentials set, the web runs only when set`,
   WEB_API_KEY: 'Bearer key for the web API (required when WEB_HOST is not loopback)',
@@ -152,6 +180,7 @@ const SECRET_VARIABLES = [
   'SLACK_APP_TOKEN',
   'SLACK_SIGNING_SECRET',
   'REDIS_URL',
+  'QUEUE_URL',
   'WEB_API_KEY',
 ];
 
@@ -232,12 +261,19 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
   const modelDir = resolve(cwd, r.string('BLIP2_MODEL_DIR') ?? DEFAULT_MODEL_DIR);
   const dataDir = resolve(cwd, r.string('BLIP2_DATA_DIR') ?? DEFAULT_DATA_DIR);
 
-  const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:']);
+  const queueUrl = r.url('QUEUE_URL', ['redis:', 'rediss:']);
+  // Scaled out, every process must see the same conversations and pictures: the stores live in Redis too.
+  const redisUrl = r.url('REDIS_URL', ['redis:', 'rediss:']) ?? queueUrl;
   const storeKind = r.choice<StoreKind>(
     'CACHE_STORE',
     ['sqlite', 'memory', 'redis'],
     redisUrl ? 'redis' : 'sqlite',
   );
+  if (queueUrl && storeKind !== 'redis') {
+    r.problems.push(
+      `QUEUE_URL needs the stores in Redis too (fronts and workers share them): remove CACHE_STORE=${storeKind}`,
+    );
+  }
   if (storeKind === 'redis' && !redisUrl && !r.string('REDIS_URL')) {
     r.problems.push('CACHE_STORE=redis needs REDIS_URL (for example redis://localhost:6379)');
   }
@@ -287,6 +323,7 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
     integer: true,
   });
   const logLevel = r.choice<LogLevel>('LOG_LEVEL', LOG_LEVELS, 'info');
+  const logFormat = r.choice<LogFormat>('LOG_FORMAT', LOG_FORMATS, 'text');
 
   const token = r.string('DISCORD_TOKEN');
   const apiUrl = r.url('DISCORD_API_URL', ['http:', 'https:']);
@@ -303,6 +340,16 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
 
   const slack = readSlackConfig(r);
   const web = readWebConfig(r);
+  const workerConcurrency = r.number('WORKER_CONCURRENCY', 1, { min: 1, max: 64, integer: true });
+  const healthPort = r.string('HEALTH_PORT')
+    ? r.number('HEALTH_PORT', 0, { min: 0, max: 65_535, integer: true })
+    : undefined;
+  const health: HealthConfig = {
+    host: r.string('HEALTH_HOST') ?? DEFAULT_WEB_HOST,
+    ...(healthPort !== undefined ? { port: healthPort } : {}),
+  };
+  const shutdownGraceMs =
+    r.number('SHUTDOWN_GRACE_SECONDS', DEFAULT_SHUTDOWN_GRACE_SECONDS, { min: 0, max: 3600 }) * 1000;
 
   if (r.problems.length > 0) throw new ConfigError(r.problems);
 
@@ -317,9 +364,14 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
     queueCapacity,
     chat,
     logLevel,
+    logFormat,
     ...(discord ? { discord } : {}),
-    ...(slack ? { slack } : {}),
+    // One grace period for every stop: SHUTDOWN_GRACE_SECONDS covers Slack's too.
+    ...(slack ? { slack: { ...slack, shutdownGraceMs } } : {}),
     web,
+    ...(queueUrl ? { queue: { url: queueUrl, workerConcurrency } } : {}),
+    health,
+    shutdownGraceMs,
     env,
     secrets,
   };

@@ -53,6 +53,8 @@ export interface GenerateRequest {
   onToken?: (token: { id: number; textSoFar: string }) => void;
   /** Called while the request waits: 1 = next to run. */
   onQueuePosition?: (position: number) => void;
+  /** Names the request in logs and, scaled out, its queue job (one job per id: a redelivery is not re-run). */
+  requestId?: string;
 }
 
 export interface Timings {
@@ -81,6 +83,8 @@ export interface GenerateResult {
   promptTokens: number;
   /** True on the seeded demo model: the text is meaningless. */
   demo: boolean;
+  /** The image key of the request's picture (bytes sent with the request are encoded and cached under it). */
+  imageKey?: string;
 }
 
 export interface EncodeImageResult {
@@ -94,6 +98,8 @@ export interface EncodeImageResult {
 export interface ImageQuestionEngine {
   readonly demo: boolean;
   readonly modelId: string;
+  /** The cache key of these bytes, computed without queueing (the chat core keys the conversation by it). */
+  imageKey?(bytes: Uint8Array): string;
   encodeImage(bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<string>;
   /** `encodeImage` that also says whether the cache had the picture and what encoding it cost. */
   encodeImageDetailed?(bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<EncodeImageResult>;

@@ -261,7 +261,9 @@ export class Blip2Engine implements ImageQuestionEngine {
 
       let embeds: FloatTensor | undefined;
       let imageCached = false;
+      let imageKey: string | undefined;
       if (typeof request.image === 'string') {
+        imageKey = request.image;
         embeds = await this.cache.get(request.image);
         if (!embeds) {
           throw new ImageError('expired', 'I no longer have that picture in my cache. Please send it again.');
@@ -271,6 +273,7 @@ export class Blip2Engine implements ImageQuestionEngine {
         const r = await this.queryEmbedsFor(request.image, timings);
         embeds = r.embeds;
         imageCached = r.cached;
+        imageKey = r.key;
       } else if (request.image) {
         embeds = await this.queryEmbedsFromPixels(request.image.pixelValues, timings);
       }
@@ -318,6 +321,7 @@ export class Blip2Engine implements ImageQuestionEngine {
         droppedTurns,
         promptTokens: inputIds.length + (embeds?.dims[1] ?? 0),
         demo: this.demo,
+        ...(imageKey ? { imageKey } : {}),
       };
     }, runOptions);
   }

@@ -13,9 +13,15 @@ export interface Logger {
   info(message: string, detail?: unknown): void;
   warn(message: string, detail?: unknown): void;
   error(message: string, detail?: unknown): void;
-  /** A logger whose lines start with `[scope]`. */
-  child(scope: string): Logger;
+  /** A logger whose lines start with `[scope]` and carry `fields` (e.g. the request id of a job). */
+  child(scope: string, fields?: LogFields): Logger;
 }
+
+/** Fields every line of a child logger carries: `requestId=…` in text, keys of their own in JSON. */
+export type LogFields = Readonly<Record<string, string | number>>;
+
+export type LogFormat = 'text' | 'json';
+export const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
 
 export interface LoggerOptions {
   level?: LogLevel;
@@ -24,6 +30,9 @@ export interface LoggerOptions {
   /** Where lines go; stderr by default so stdout stays free for the terminal chat. */
   write?: (line: string) => void;
   scope?: string;
+  /** 'text' (default): one readable line; 'json': one JSON object a line, for log collectors (LOG_FORMAT). */
+  format?: LogFormat;
+  fields?: LogFields;
 }
 
 const TOKEN_PATTERNS: readonly RegExp[] = [
@@ -68,9 +77,24 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   );
   const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const prefix = options.scope ? `[${options.scope}] ` : '';
+  const fields = options.fields ?? {};
+  const tagged = Object.entries(fields)
+    .map(([k, v]) => `${k}=${v} `)
+    .join('');
   const emit = (level: LogLevel, message: string, detail: unknown) => {
     if (LOG_LEVELS.indexOf(level) < threshold) return;
-    const line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${prefix}${message}${describe(detail)}`;
+    const time = new Date().toISOString();
+    const line =
+      options.format === 'json'
+        ? JSON.stringify({
+            time,
+            level,
+            ...(options.scope ? { scope: options.scope } : {}),
+            ...fields,
+            msg: message,
+            ...(detail !== undefined ? { detail: describe(detail).trim() } : {}),
+          })
+        : `${time} ${level.toUpperCase().padEnd(5)} ${prefix}${tagged}${message}${describe(detail)}`;
     write(redact(line, secrets));
   };
   return {
@@ -78,8 +102,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     info: (m, d) => emit('info', m, d),
     warn: (m, d) => emit('warn', m, d),
     error: (m, d) => emit('error', m, d),
-    child: (scope) =>
-      createLogger({ ...options, scope: options.scope ? `${options.scope}/${scope}` : scope, secrets }),
+    child: (scope, more) =>
+      createLogger({
+        ...options,
+        scope: options.scope ? `${options.scope}/${scope}` : scope,
+        secrets,
+        ...(more ? { fields: { ...fields, ...more } } : {}),
+      }),
   };
 }
 

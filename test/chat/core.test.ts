@@ -6,6 +6,7 @@ import { ChatCore, type ChatCoreOptions } from '../../src/chat/core.js';
 import { DEMO_NOTICE, messages } from '../../src/chat/messages.js';
 import type { ChatSettings } from '../../src/chat/settings.js';
 import type { ChatEvent, ChatMessage, IncomingImage } from '../../src/chat/types.js';
+import type { Blip2Engine } from '../../src/engine/engine.js';
 import { createLogger } from '../../src/util/logger.js';
 import { ROOT } from '../helpers/shared.js';
 import { type EngineFixture, FAST_GENERATION, openTestEngine, RecordingEngine } from './engine-fixture.js';
@@ -114,7 +115,8 @@ describe('chat core', () => {
       question: 'and its colour?',
       history: [{ question: 'what is this?', answer: fixture.engine.results[0]!.text }],
     });
-    expect(second?.image).toBe(first?.image);
+    expect(first?.image).toBeInstanceOf(Uint8Array);
+    expect(second?.image).toBe(fixture.engine.results[0]!.imageKey);
     expect(fixture.engine.encodeCalls).toBe(1);
     expect(fixture.engine.results[1]!.imageCached).toBe(true);
   });
@@ -125,10 +127,11 @@ describe('chat core', () => {
     await c.handle(msg({ text: 'first?', images: [new TestImage('a.png', await pngBytes(3))] }), out);
     await c.handle(msg({ text: 'second?', images: [new TestImage('b.png', await pngBytes(4))] }), out);
     await c.handle(msg({ text: 'third?', addressed: false }), out);
-    const [r1, r2, r3] = fixture.engine.requests;
-    expect(r2?.image).not.toBe(r1?.image);
+    const [, r2, r3] = fixture.engine.requests;
+    const [k1, k2] = fixture.engine.results.map((r) => r.imageKey);
+    expect(k2).not.toBe(k1);
     expect(r2?.history).toEqual([]);
-    expect(r3?.image).toBe(r2?.image);
+    expect(r3?.image).toBe(k2);
     expect(r3?.history?.map((t) => t.question)).toEqual(['second?']);
     expect(out.texts[1]).toContain(messages.newSubject);
   });
@@ -207,6 +210,67 @@ describe('chat core', () => {
     const ok = new RecordingOutput();
     await c.handle(msg({ conversation: 'e', images: [new TestImage('fine.png', await pngBytes(7))] }), ok);
     expect(ok.all).toContain(DEMO_NOTICE);
+  });
+
+  it('encodes and answers a new picture in one job: four at once answer in arrival order, each told its place (issue 12)', async () => {
+    const c = core();
+    const order: number[] = [];
+    const events: ChatEvent[][] = [[], [], [], []];
+    const outs = events.map((list, i) =>
+      Object.assign(new RecordingOutput(), {
+        report: (e: ChatEvent) => {
+          list.push(e);
+          if (e.type === 'answered') order.push(i);
+        },
+      }),
+    );
+    const images = await Promise.all(outs.map((_, i) => pngBytes(80 + i)));
+    await Promise.all(
+      outs.map((out, i) =>
+        c.handle(msg({ conversation: `four${i}`, images: [new TestImage(`${i}.png`, images[i]!)] }), out),
+      ),
+    );
+    expect(order).toEqual([0, 1, 2, 3]);
+    // Each picture went to the engine with its question and was encoded inside that one job.
+    expect(fixture.engine.requests.map((r) => r.image instanceof Uint8Array)).toEqual([
+      true,
+      true,
+      true,
+      true,
+    ]);
+    for (const result of fixture.engine.results) {
+      expect(result.imageCached).toBe(false);
+      expect(result.timings.visionMs).toBeGreaterThan(0);
+    }
+    // Those behind the first were told their place while their picture waited to be encoded.
+    for (const list of events.slice(1)) {
+      expect(list.some((e) => e.type === 'queued')).toBe(true);
+    }
+    const positions = events.map((list) =>
+      list.flatMap((e) => (e.type === 'queued' ? [e.position] : [])).at(0),
+    );
+    expect(positions.slice(1)).toEqual([1, 2, 3]);
+  });
+
+  it("times a new picture's encoding with its answer: one waiting too long is never encoded (issue 12)", async () => {
+    const patient = core({ requestTimeoutMs: 60_000 });
+    const hasty = core({ requestTimeoutMs: 100 });
+    const long = patient.handle(
+      msg({
+        conversation: 'long',
+        images: [new TestImage('long.png', await pngBytes(90))],
+        options: { numBeams: 1, minNewTokens: 40, maxNewTokens: 40 },
+      }),
+      new RecordingOutput(),
+    );
+    await new Promise((r) => setTimeout(r, 5));
+    const out = new RecordingOutput();
+    const late = await pngBytes(91);
+    await hasty.handle(msg({ conversation: 'hasty', images: [new TestImage('late.png', late)] }), out);
+    await long;
+    expect(out.texts).toEqual([messages.timeout]);
+    const inner = fixture.engine.inner as Blip2Engine;
+    expect(await inner.cache.has(inner.imageKey(late))).toBe(false);
   });
 
   it('shows queue positions and edits the notice into the answer', async () => {

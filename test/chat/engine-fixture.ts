@@ -27,6 +27,7 @@ export interface EngineFixtureOptions {
 
 /** Delegates to the engine and records what it did, so tests can see cache hits and vision runs. */
 export class RecordingEngine implements ImageQuestionEngine {
+  /** Pictures sent for encoding: `encodeImage` calls and requests that carried the bytes themselves. */
   encodeCalls = 0;
   readonly requests: GenerateRequest[] = [];
   readonly results: GenerateResult[] = [];
@@ -61,8 +62,14 @@ export class RecordingEngine implements ImageQuestionEngine {
     return { key, cached: false, timings: { preprocessMs: 0, visionMs: 0, qformerMs: 0 } };
   }
 
+  imageKey(bytes: Uint8Array): string {
+    if (!this.inner.imageKey) throw new Error('the inner engine computes no image keys');
+    return this.inner.imageKey(bytes);
+  }
+
   async generate(request: GenerateRequest): Promise<GenerateResult> {
     this.requests.push(request);
+    if (request.image instanceof Uint8Array) this.encodeCalls++;
     if (this.gate) await this.gate;
     const onQueuePosition = request.onQueuePosition;
     const result = await this.inner.generate({

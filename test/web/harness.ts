@@ -58,6 +58,10 @@ export class GatedEngine implements ImageQuestionEngine {
   /** The inner engine belongs to the test's fixture, which closes it. */
   async close(): Promise<void> {}
 
+  imageKey(bytes: Uint8Array): string {
+    return this.inner.imageKey!(bytes);
+  }
+
   encodeImage(bytes: Uint8Array, options?: { signal?: AbortSignal }): Promise<string> {
     return this.inner.encodeImage(bytes, options);
   }

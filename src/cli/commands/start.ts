@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Redis } from 'ioredis';
 import type Keyv from 'keyv';
 import { startDiscordAdapter } from '../../../adapters/discord/index.js';
 import { startLocalAdapter } from '../../../adapters/local/index.js';
@@ -13,9 +14,14 @@ import { ChatCore } from '../../chat/core.js';
 import type { ChatHandler, RunningAdapter } from '../../chat/types.js';
 import { type BotConfig, CONFIG_VARIABLES, type Env, loadConfig } from '../../config/config.js';
 import { ensureDemoModel } from '../../demo/demo-model.js';
-import { Blip2Engine } from '../../engine/engine.js';
+import type { ImageQuestionEngine } from '../../engine/api.js';
+import { ThreadedEngine } from '../../engine/threaded-engine.js';
 import { UserFacingError } from '../../errors.js';
 import { MANIFEST_FILE } from '../../model/graph-io.js';
+import { type HealthServer, startHealthServer } from '../../scale/health.js';
+import { QueueEngine } from '../../scale/queue-engine.js';
+import { connectRedis, QueueUnavailableError } from '../../scale/redis.js';
+import { redisChatState } from '../../scale/shared-state.js';
 import {
   checkKeyv,
   closeKeyv,
@@ -25,14 +31,17 @@ import {
 } from '../../storage/keyv-store.js';
 import { createLogger, type Logger } from '../../util/logger.js';
 
-export const START_USAGE = `Usage: blip2-bot start [--local]
+export const START_USAGE = `Usage: blip2-bot start [--local] [--role all|front]
 
 Runs the bot on every platform whose credentials are set (Discord: DISCORD_TOKEN; Slack: SLACK_BOT_TOKEN plus
 SLACK_APP_TOKEN or SLACK_SIGNING_SECRET). Settings come from the environment and from .env in the current
 directory (see .env.example). With no credentials it runs the web playground and API on WEB_HOST:WEB_PORT
 (http://127.0.0.1:7860/ by default); with credentials, the web runs too when WEB_PORT is set.
 
-  --local    also run a chat in this terminal (\`blip2-bot chat\` is the terminal chat on its own)
+  --local         also run a chat in this terminal (\`blip2-bot chat\` is the terminal chat on its own)
+  --role all      (default) one process: the adapters and the model, an in-process queue
+  --role front    scaled out: the adapters only, no model; answers come from \`blip2-bot worker\` processes
+                  through the BullMQ queue in QUEUE_URL (see docs/deployment.md)
 
 Variables:
 ${Object.entries(CONFIG_VARIABLES)
@@ -91,7 +100,7 @@ async function loadEngine(
   config: BotConfig,
   logger: Logger,
   stderr: NodeJS.WritableStream,
-): Promise<Blip2Engine> {
+): Promise<ThreadedEngine> {
   let modelDir = config.modelDir;
   if (!existsSync(join(modelDir, MANIFEST_FILE))) {
     stderr.write(`${demoBanner(modelDir)}\n`);
@@ -99,7 +108,8 @@ async function loadEngine(
   }
   logger.info(`loading the model from ${modelDir}`);
   const started = performance.now();
-  const engine = await Blip2Engine.load(modelDir, {
+  // The model runs in a worker thread, so no vision run ever stalls the adapters' acks and heartbeats.
+  const engine = await ThreadedEngine.load(modelDir, {
     store: config.store,
     ...(config.store.ttlMs ? { cacheTtlMs: config.store.ttlMs } : {}),
     queueCapacity: config.queueCapacity,
@@ -160,13 +170,22 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
   const stderr = deps.stderr ?? process.stderr;
   const stdin = deps.stdin ?? process.stdin;
   let local = false;
-  for (const arg of argv) {
+  let role: 'all' | 'front' = 'all';
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
     if (arg === '--help' || arg === '-h') {
       stdout.write(`${START_USAGE}\n`);
       return 0;
     }
+    const roleValue = arg === '--role' ? argv[++i] : arg.startsWith('--role=') ? arg.slice(7) : undefined;
     if (arg === '--local') local = true;
-    else {
+    else if (roleValue === 'all' || roleValue === 'front') role = roleValue;
+    else if (arg === '--role' || arg.startsWith('--role=')) {
+      stderr.write(
+        `blip2-bot start: --role must be all or front (got ${roleValue ?? 'nothing'})\n\n${START_USAGE}\n`,
+      );
+      return 2;
+    } else {
       stderr.write(`blip2-bot start: unknown option ${arg}\n\n${START_USAGE}\n`);
       return 2;
     }
@@ -186,6 +205,12 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     }
     throw err;
   }
+  if (role === 'front' && !config.queue) {
+    stderr.write(
+      'blip2-bot start: --role front needs QUEUE_URL (redis://host:port), where `blip2-bot worker` processes take the jobs; without it, run plain `blip2-bot start`.\n',
+    );
+    return 2;
+  }
 
   const platforms = Boolean(config.discord || slack);
   if (!platforms) stderr.write(`${NO_PLATFORM_HELP}\n`);
@@ -195,15 +220,34 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
   // With the terminal chat on the same screen, info lines would interleave with the conversation: warnings only,
   // unless LOG_LEVEL asks for more.
   const level = local && !config.env.LOG_LEVEL ? 'warn' : config.logLevel;
-  const logger = createLogger({ level, secrets: config.secrets });
+  const logger = createLogger({ level, secrets: config.secrets, format: config.logFormat });
   const stop = stopRequested(deps.signal);
+  let stopping = false;
+  // Waiting for a worker to appear must end on Ctrl-C / SIGTERM too.
+  const stopWaiting = new AbortController();
+  void stop.promise.then(() => stopWaiting.abort());
   const failed = adapterFailure();
   const stores: Keyv[] = [];
   const adapters: RunningAdapter[] = [];
-  let engine: Blip2Engine | undefined;
+  let engine: ImageQuestionEngine | undefined;
   let core: ChatCore | undefined;
+  let health: HealthServer | undefined;
+  let redis: Redis | undefined;
+  let ready = false;
   let exitCode = 0;
   try {
+    if (config.health.port !== undefined) {
+      health = await startHealthServer(config.health.host, config.health.port, () => ({
+        ready: ready && !stopping,
+        details: {
+          role: role === 'front' ? 'front' : 'all',
+          ...(engine ? { model: engine.modelId, waiting: engine.queueLength } : {}),
+          active: core?.activeJobs ?? 0,
+          ...(stopping ? { draining: true } : {}),
+        },
+      }));
+      logger.info(`health endpoints: ${health.url}/healthz and /readyz`);
+    }
     // The store first: a bad BLIP2_DATA_DIR or an unreachable Redis is one clear line now, not warnings and
     // "expired" answers later.
     const storeErrors = (e: unknown) =>
@@ -215,18 +259,37 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
     stores.push(handled);
     const webThreads = web ? createKeyv(config.store, 'web-threads', { onError: storeErrors }) : undefined;
     if (webThreads) stores.push(webThreads);
-    engine = await loadEngine(config, logger, stderr);
+    if (role === 'front' && config.queue) {
+      redis = await connectRedis(config.queue.url);
+      const images = createKeyv(config.store, 'images', { onError: storeErrors });
+      stores.push(images);
+      engine = await QueueEngine.connect({
+        queueUrl: config.queue.url,
+        redis,
+        images,
+        logger: logger.child('queue'),
+        signal: stopWaiting.signal,
+      });
+    } else engine = await loadEngine(config, logger, stderr);
     core = new ChatCore({
       engine,
       conversations,
       handled,
+      // Any front may take any event: handled ids and rate limits are shared through Redis.
+      ...(redis ? { shared: redisChatState(redis) } : {}),
       settings: config.chat,
       logger: logger.child('chat'),
     });
 
     if (config.discord) {
       adapters.push(
-        await startDiscordAdapter({ core, config, logger: logger.child('discord'), onFatal: failed.report }),
+        await startDiscordAdapter({
+          core,
+          config,
+          logger: logger.child('discord'),
+          onFatal: failed.report,
+          stopGraceMs: config.shutdownGraceMs,
+        }),
       );
     }
     if (slack) {
@@ -256,6 +319,7 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
       adapters.push(terminal);
       localDone = terminal.done;
     }
+    ready = true;
     deps.onReady?.({ core, adapters, demo: engine.demo });
     logger.info(`running: ${adapters.map((a) => a.name).join(', ')}; press Ctrl-C to stop`);
     const reason = await Promise.race([
@@ -263,7 +327,10 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
       localDone.then(() => 'terminal chat ended'),
       failed.promise,
     ]);
-    logger.info(`stopping (${reason})`);
+    stopping = true;
+    logger.info(
+      `stopping (${reason}): finishing running answers for up to ${config.shutdownGraceMs / 1000} s`,
+    );
     if (failed.error) {
       // The orderly stop below still runs; the non-zero exit lets a service manager restart the bot.
       stderr.write(`blip2-bot start: ${failed.error.userMessage}\n`);
@@ -274,7 +341,7 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
       // Meant for people: the one line below says it all; the details (cause, stack) only at debug level.
       logger.debug('the bot could not start', err);
       stderr.write(`blip2-bot start: ${err.userMessage}\n`);
-      exitCode = err instanceof StoreUnavailableError ? 2 : 1;
+      exitCode = err instanceof StoreUnavailableError || err instanceof QueueUnavailableError ? 2 : 1;
     } else {
       logger.error('the bot could not start', err);
       stderr.write(`blip2-bot start: ${(err as Error).message}\n`);
@@ -283,12 +350,15 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
   } finally {
     stop.cleanup();
     // Running answers finish (or are cancelled after the grace period) while the adapters can still post them.
-    await core?.shutdown(10_000);
+    stopping = true;
+    await core?.shutdown(config.shutdownGraceMs);
     for (const adapter of adapters.reverse()) {
       await adapter.stop().catch((err) => logger.warn(`stopping ${adapter.name} failed`, err));
     }
     await engine?.close().catch((err) => logger.warn('closing the engine failed', err));
     for (const store of stores) await closeKeyv(store);
+    redis?.disconnect();
+    await health?.close();
   }
   return exitCode;
 }

@@ -1,0 +1,295 @@
+/**
+ * `QueueEngine`: the engine of a front (`blip2-bot start --role front`). It loads no model: each `generate` is
+ * one BullMQ job that some worker process (`blip2-bot worker`) runs. The place in line comes from the job's
+ * position in the queue's wait list, streamed tokens from job progress events, errors as the same classes the
+ * engine raised (error-wire.ts), and an aborted request is removed from the line or cancelled on its worker.
+ */
+import { Job, Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type Keyv from 'keyv';
+import type {
+  EncodeImageResult,
+  GenerateRequest,
+  GenerateResult,
+  ImageQuestionEngine,
+} from '../engine/api.js';
+import { fromWire, type WireError } from '../engine/error-wire.js';
+import { RequestAbortedError } from '../engine/errors.js';
+import { ImageCache } from '../engine/image-cache.js';
+import type { Logger } from '../util/logger.js';
+import {
+  type AnswerJobData,
+  type AnswerProgress,
+  BYTES_TTL_MS,
+  bytesKey,
+  CANCEL_CHANNEL,
+  DONE_TTL_MS,
+  jobIdFor,
+  MODEL_KEY,
+  type ModelInfo,
+  repliedKey,
+} from './jobs.js';
+import { KEY_PREFIX, QUEUE_NAME, redisOptions } from './redis.js';
+
+/** How often a waiting job's place in line (and, as a safety net for missed events, its state) is read. */
+const POLL_MS = 500;
+const POSITION = `local i = redis.call('LPOS', KEYS[1], ARGV[1])
+if not i then return 0 end
+return redis.call('LLEN', KEYS[1]) - i`;
+
+/** Attempts per job: a worker that dies mid-job (SIGKILL, out of memory) costs one; the next worker retries. */
+export const JOB_ATTEMPTS = 3;
+
+export interface QueueEngineOptions {
+  queueUrl: string;
+  /** Our own client on the same Redis (bytes, reply guards, cancellation). */
+  redis: Redis;
+  /** The shared image cache's store (namespace `images`), to send bytes only for pictures no worker has. */
+  images: Keyv;
+  logger: Logger;
+  /** Stops waiting for the first worker to say which model it serves. */
+  signal?: AbortSignal;
+}
+
+interface Waiting {
+  resolve(result: GenerateResult): void;
+  reject(error: unknown): void;
+  onToken?: GenerateRequest['onToken'];
+}
+
+/** A failed job's reason: the engine's error as JSON when it was one, else plain text. */
+export function errorFromReason(reason: string | undefined): Error {
+  try {
+    const wire = JSON.parse(reason ?? '') as WireError;
+    if (wire && typeof wire.name === 'string' && typeof wire.fields === 'object') return fromWire(wire);
+  } catch {}
+  return new Error(reason || 'the job failed');
+}
+
+export class QueueEngine implements ImageQuestionEngine {
+  readonly #waiting = new Map<string, Waiting>();
+  #queueLength = 0;
+  #counter: NodeJS.Timeout | undefined;
+
+  private constructor(
+    private readonly queue: Queue<AnswerJobData, GenerateResult>,
+    private readonly events: QueueEvents,
+    private readonly cache: ImageCache,
+    private readonly options: QueueEngineOptions,
+    private readonly model: ModelInfo,
+  ) {
+    events.on('completed', ({ jobId, returnvalue }) => {
+      const value = typeof returnvalue === 'string' ? safeJson(returnvalue) : returnvalue;
+      if (value) void this.#deliver(jobId, value as unknown as GenerateResult);
+    });
+    events.on('failed', ({ jobId, failedReason }) => void this.#failed(jobId, failedReason));
+    events.on('progress', ({ jobId, data }) => {
+      const progress = data as AnswerProgress;
+      if (progress && typeof progress === 'object' && 'token' in progress) {
+        this.#waiting.get(jobId)?.onToken?.(progress.token);
+      }
+    });
+    this.#counter = setInterval(() => {
+      void queue.getWaitingCount().then(
+        (n) => {
+          this.#queueLength = n;
+        },
+        () => {},
+      );
+    }, 2_000);
+    this.#counter.unref();
+  }
+
+  /** Connects to the queue and waits until a worker has said which model it serves. */
+  static async connect(options: QueueEngineOptions): Promise<QueueEngine> {
+    const connection = redisOptions(options.queueUrl);
+    let model = await readModel(options.redis);
+    if (!model) {
+      options.logger.info('waiting for a worker (blip2-bot worker) to say which model it serves');
+      while (!model) {
+        options.signal?.throwIfAborted();
+        await new Promise((r) => setTimeout(r, 500));
+        model = await readModel(options.redis);
+      }
+    }
+    const queue = new Queue<AnswerJobData, GenerateResult>(QUEUE_NAME, { connection, prefix: KEY_PREFIX });
+    const events = new QueueEvents(QUEUE_NAME, { connection, prefix: KEY_PREFIX });
+    queue.on('error', (e) => options.logger.warn(`queue error: ${e.message}`));
+    events.on('error', (e) => options.logger.warn(`queue events error: ${e.message}`));
+    await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
+    options.logger.info(`queue ready; workers serve ${model.modelId}${model.demo ? ' (demo model)' : ''}`);
+    return new QueueEngine(queue, events, new ImageCache(options.images), options, model);
+  }
+
+  get demo(): boolean {
+    return this.model.demo;
+  }
+  get modelId(): string {
+    return this.model.modelId;
+  }
+  /** Jobs waiting for a worker (refreshed every 2 s). */
+  get queueLength(): number {
+    return this.#queueLength;
+  }
+
+  imageKey(bytes: Uint8Array): string {
+    return ImageCache.imageKey(bytes, this.model.modelId, this.model.cacheTag);
+  }
+
+  async encodeImage(bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<string> {
+    return (await this.encodeImageDetailed(bytes, options)).key;
+  }
+
+  /** A caption job that keeps only the encoding (the library API's `encodeImage` on a front). */
+  async encodeImageDetailed(
+    bytes: Uint8Array,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<EncodeImageResult> {
+    const result = await this.generate({
+      image: bytes,
+      options: { numBeams: 1, maxNewTokens: 1 },
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    const t = result.timings;
+    return {
+      key: result.imageKey ?? this.imageKey(bytes),
+      cached: result.imageCached,
+      timings: { preprocessMs: t.preprocessMs, visionMs: t.visionMs, qformerMs: t.qformerMs },
+    };
+  }
+
+  async generate(request: GenerateRequest): Promise<GenerateResult> {
+    const { image, signal, onToken, onQueuePosition, requestId, ...rest } = request;
+    signal?.throwIfAborted();
+    if (image !== undefined && typeof image !== 'string' && !(image instanceof Uint8Array)) {
+      throw new Error('a front sends pictures as bytes or image keys, not pixel values');
+    }
+    const jobId = jobIdFor(requestId ?? `req-${crypto.randomUUID()}`);
+    let picture: AnswerJobData['image'];
+    if (image instanceof Uint8Array) {
+      const key = this.imageKey(image);
+      // Bytes cross once: only when no worker has encoded this picture yet.
+      const cached = await this.cache.has(key);
+      if (!cached) await this.options.redis.set(bytesKey(key), Buffer.from(image), 'PX', BYTES_TTL_MS);
+      picture = { key, uploaded: !cached };
+    } else if (typeof image === 'string') picture = { key: image, uploaded: false };
+
+    const timeoutMs = request.timeoutMs ?? 120_000;
+    const data: AnswerJobData = {
+      requestId: requestId ?? jobId,
+      request: rest,
+      ...(picture ? { image: picture } : {}),
+      wantTokens: Boolean(onToken),
+      deadline: Date.now() + (timeoutMs > 0 ? timeoutMs : DONE_TTL_MS),
+    };
+    const answered = new Promise<GenerateResult>((resolve, reject) => {
+      this.#waiting.set(jobId, { resolve, reject, ...(onToken ? { onToken } : {}) });
+    });
+    // The same id is one job (BullMQ ignores a second add), so a redelivered message is answered once.
+    await this.queue.add('answer', data, {
+      jobId,
+      attempts: JOB_ATTEMPTS,
+      backoff: { type: 'fixed', delay: 500 },
+      removeOnComplete: { age: DONE_TTL_MS / 1000 },
+      removeOnFail: { age: DONE_TTL_MS / 1000 },
+    });
+
+    let lastPosition = 0;
+    let stopped = false;
+    const poll = async () => {
+      while (!stopped) {
+        try {
+          await this.#check(jobId, (position) => {
+            if (position !== lastPosition) {
+              lastPosition = position;
+              onQueuePosition?.(position);
+            }
+          });
+        } catch {}
+        await new Promise((r) => setTimeout(r, POLL_MS));
+      }
+    };
+    void poll();
+    const aborted = new Promise<never>((_, reject) => {
+      const onAbort = () => {
+        reject(new RequestAbortedError({ cause: signal?.reason }));
+        void this.#cancel(jobId);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      void answered.finally(() => signal?.removeEventListener('abort', onAbort)).catch(() => {});
+    });
+    try {
+      return await Promise.race([answered, aborted]);
+    } finally {
+      stopped = true;
+      this.#waiting.delete(jobId);
+    }
+  }
+
+  /** Place in line while waiting; the outcome, should its event have been missed. */
+  async #check(jobId: string, onPosition: (position: number) => void): Promise<void> {
+    const state = await this.queue.getJobState(jobId);
+    if (state === 'waiting' || state === 'prioritized') {
+      // Jobs are pushed at the head and taken from the tail: the tail is next. One script, so a job taken
+      // between two reads cannot skew the count.
+      const position = Number(await this.options.redis.eval(POSITION, 1, this.queue.keys.wait!, jobId));
+      if (position > 0) onPosition(position);
+    } else if (state === 'completed') {
+      const job = await Job.fromId<AnswerJobData, GenerateResult>(this.queue, jobId);
+      if (job?.returnvalue) await this.#deliver(jobId, job.returnvalue);
+    } else if (state === 'failed') {
+      const job = await Job.fromId(this.queue, jobId);
+      await this.#failed(jobId, job?.failedReason);
+    }
+  }
+
+  /** Hands the answer on once per job, even with several fronts watching (the reply guard in Redis). */
+  async #deliver(jobId: string, result: GenerateResult): Promise<void> {
+    const waiting = this.#waiting.get(jobId);
+    if (!waiting) return;
+    this.#waiting.delete(jobId);
+    const first = await this.options.redis.set(repliedKey(jobId), '1', 'PX', DONE_TTL_MS, 'NX');
+    if (first === 'OK') waiting.resolve(result);
+    else this.options.logger.info(`job ${jobId}: answer already delivered, not sending it twice`);
+  }
+
+  async #failed(jobId: string, reason: string | undefined): Promise<void> {
+    const waiting = this.#waiting.get(jobId);
+    if (!waiting) return;
+    // A failed attempt that will be retried is not the end.
+    if ((await this.queue.getJobState(jobId)) !== 'failed') return;
+    this.#waiting.delete(jobId);
+    waiting.reject(errorFromReason(reason));
+  }
+
+  async #cancel(jobId: string): Promise<void> {
+    try {
+      const job = await Job.fromId(this.queue, jobId);
+      const state = await job?.getState();
+      if (job && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) {
+        await job.remove().catch(() => this.options.redis.publish(CANCEL_CHANNEL, jobId));
+      } else if (state === 'active') await this.options.redis.publish(CANCEL_CHANNEL, jobId);
+    } catch (error) {
+      this.options.logger.warn(`job ${jobId}: could not cancel it: ${(error as Error).message}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#counter);
+    await this.events.close();
+    await this.queue.close();
+  }
+}
+
+async function readModel(redis: Redis): Promise<ModelInfo | undefined> {
+  const raw = await redis.get(MODEL_KEY);
+  return raw ? (safeJson(raw) as ModelInfo | undefined) : undefined;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
