@@ -168,6 +168,21 @@ for (const r of reports) {
       ),
     );
   }
+  if (r.decoderStepByRows?.length) {
+    const one = r.decoderStepByRows[0]!.ms;
+    lines.push('', 'One decoder run by batch rows (10 cached positions, 43 encoder positions):', '');
+    lines.push(
+      table(
+        ['rows', 'ms per step', '× 1 row', 'ms per row'],
+        r.decoderStepByRows.map((d) => [
+          d.rows,
+          d.ms.toFixed(1),
+          `${(d.ms / one).toFixed(2)}×`,
+          (d.ms / d.rows).toFixed(1),
+        ]),
+      ),
+    );
+  }
   if (r.profile) {
     lines.push('', `onnxruntime profile, top operator types per graph (whole run):`, '');
     lines.push(
@@ -186,6 +201,8 @@ if (!values['skip-kernels'] && !saved) {
     ['T5 encoder FFN (43 rows)', 43, 2048, 5120],
     ['decoder step (1 row)', 1, 2048, 5120],
     ['decoder, 5 beams (5 rows)', 5, 2048, 5120],
+    // Eight people with 5 beams each in one merged step.
+    ['merged decoder step (40 rows)', 40, 2048, 5120],
   ];
   const kinds: KernelKind[] = ['fp32', 'dq8', 'nbits8', 'nbits4'];
   const kernels: (KernelResult & { label: string })[] = [];

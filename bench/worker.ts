@@ -9,6 +9,8 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import type { GenerateResult, GenerationOptions } from '../src/engine/api.js';
 import { Blip2Engine } from '../src/engine/engine.js';
+import { ort } from '../src/engine/ort.js';
+import { DECODER_IO } from '../src/model/graph-io.js';
 import { type OpShare, summariseProfiles } from './profile.js';
 import { median } from './util.js';
 
@@ -40,6 +42,8 @@ export interface WorkerReport {
   mergedDecode?: boolean;
   /** Several people at once (5 beams, the bot's default): absent when run with --concurrency none. */
   concurrency?: ConcurrencyResult[];
+  /** FlanT5: one decoder run (10 cached positions, 43 encoder positions) by batch rows, median ms. */
+  decoderStepByRows?: { rows: number; ms: number }[];
 }
 
 /** N requests sent at the same moment: until all are answered, and each one's latency. */
@@ -178,6 +182,45 @@ for (const kind of ['follow-up', 'new picture'] as const) {
   for (const n of concurrencyLevels) concurrency.push(await concurrent(kind, n));
 }
 
+/** What a merged step costs by its number of rows: the weights are streamed once whatever the rows. */
+async function decoderStepByRows(rowsList: readonly number[]): Promise<{ rows: number; ms: number }[]> {
+  const config = engine.model.config;
+  if (config.languageModel === 'opt') return [];
+  const t = config.text;
+  const withMask = engine.decodeBatch.batch.graph.canMerge;
+  const past = 10;
+  const encoder = 43;
+  const results: { rows: number; ms: number }[] = [];
+  for (const rows of rowsList) {
+    const zeros = (dims: number[]) =>
+      new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
+    const ones = (dims: number[]) =>
+      new ort.Tensor('int64', new BigInt64Array(dims[0]! * dims[1]!).fill(1n), dims);
+    const feeds: Record<string, ort.Tensor> = {
+      [DECODER_IO.inputIds]: new ort.Tensor('int64', new BigInt64Array(rows), [rows, 1]),
+      [DECODER_IO.encoderAttentionMask]: ones([rows, encoder]),
+      ...(withMask ? { [DECODER_IO.decoderAttentionMask]: ones([rows, past + 1]) } : {}),
+    };
+    const pastT = zeros([rows, t.numHeads, past, t.dKv]);
+    const crossT = zeros([rows, t.numHeads, encoder, t.dKv]);
+    for (let i = 0; i < t.numDecoderLayers; i++) {
+      feeds[DECODER_IO.pastKey(i)] = pastT;
+      feeds[DECODER_IO.pastValue(i)] = pastT;
+      feeds[DECODER_IO.crossKey(i)] = crossT;
+      feeds[DECODER_IO.crossValue(i)] = crossT;
+    }
+    const times: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const start = performance.now();
+      await engine.model.runDecoder(feeds);
+      if (i > 0) times.push(performance.now() - start);
+    }
+    results.push({ rows, ms: median(times) });
+  }
+  return results;
+}
+const decoderRows = await decoderStepByRows([1, 5, 10, 20, 40]);
+
 const report: WorkerReport = {
   model: values.model!,
   modelId: engine.modelId,
@@ -196,6 +239,7 @@ const report: WorkerReport = {
   },
   mergedDecode: engine.decodeBatch.batch.graph.canMerge,
   ...(concurrency.length > 0 ? { concurrency } : {}),
+  ...(decoderRows.length > 0 ? { decoderStepByRows: decoderRows } : {}),
 };
 if (profileDir) {
   engine.model.endProfiling();

@@ -50,6 +50,10 @@ export interface ModelLoadOptions {
   threads?: number;
   /** Write onnxruntime profiles (one JSON per graph, named `<dir>/<graph>_*.json`), for `bench --profile`. */
   profileDir?: string;
+  /** More onnxruntime session options per graph, over the defaults (the cold-start benchmark tries settings). */
+  sessionOptions?: (graph: GraphName) => ort.InferenceSession.SessionOptions;
+  /** Load this file instead of the manifest's graph (the cold-start benchmark's optimized-model cache). */
+  graphFile?: (graph: GraphName, file: string) => string;
 }
 
 export class ModelLoadError extends UserFacingError {
@@ -162,12 +166,17 @@ export class Blip2Model {
     };
     const sessions: Partial<Record<GraphName, ort.InferenceSession>> = {};
     for (const name of MODEL_GRAPHS[config.languageModel]) {
-      const file = join(dir, manifest.graphs[name]?.file ?? GRAPH_FILES[name]);
+      const manifestFile = join(dir, manifest.graphs[name]?.file ?? GRAPH_FILES[name]);
+      const file = options.graphFile?.(name, manifestFile) ?? manifestFile;
       const profiling = options.profileDir
         ? { enableProfiling: true, profileFilePrefix: join(options.profileDir, `${name}_`) }
         : {};
       try {
-        sessions[name] = await createSession(file, { ...sessionOptions, ...profiling });
+        sessions[name] = await createSession(file, {
+          ...sessionOptions,
+          ...profiling,
+          ...options.sessionOptions?.(name),
+        });
       } catch (e) {
         await Promise.allSettled(Object.values(sessions).map((s) => s.release()));
         throw new ModelLoadError(`cannot load ${file}: ${(e as Error).message}`);
