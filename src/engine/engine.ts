@@ -87,6 +87,8 @@ export class Blip2Engine implements ImageQuestionEngine {
   private readonly cacheTag: string;
   /** The decode steps of every request in flight run through this one batch. */
   readonly decodeBatch: ModelDecodeBatch;
+  /** Requests numbered by arrival: the oldest in flight gets the next session run (Blip2Model.run). */
+  #arrivals = 0;
 
   private constructor(
     readonly model: Blip2Model,
@@ -151,7 +153,8 @@ export class Blip2Engine implements ImageQuestionEngine {
   private async queryEmbedsFor(
     bytes: Uint8Array,
     timings: Timings,
-    key = this.imageKey(bytes),
+    key: string,
+    priority: number,
   ): Promise<{ key: string; embeds: FloatTensor; cached: boolean }> {
     const hit = await this.cache.get(key);
     if (hit) return { key, embeds: hit, cached: true };
@@ -161,17 +164,22 @@ export class Blip2Engine implements ImageQuestionEngine {
     const queryEmbeds = await this.queryEmbedsFromPixels(
       { data: pixels.data, dims: [...pixels.dims] },
       timings,
+      priority,
     );
     await this.cache.set(key, queryEmbeds);
     return { key, embeds: queryEmbeds, cached: false };
   }
 
-  private async queryEmbedsFromPixels(pixels: FloatTensor, timings: Timings): Promise<FloatTensor> {
+  private async queryEmbedsFromPixels(
+    pixels: FloatTensor,
+    timings: Timings,
+    priority: number,
+  ): Promise<FloatTensor> {
     let t = performance.now();
-    const image = await this.model.visionEncode(pixels);
+    const image = await this.model.visionEncode(pixels, priority);
     timings.visionMs += since(t);
     t = performance.now();
-    const { queryEmbeds } = await this.model.queryEncode(image);
+    const { queryEmbeds } = await this.model.queryEncode(image, priority);
     timings.qformerMs += since(t);
     return queryEmbeds;
   }
@@ -193,9 +201,10 @@ export class Blip2Engine implements ImageQuestionEngine {
       qformerMs: timings.qformerMs,
     });
     if (await this.cache.has(key)) return { key, cached: true, timings: spent() };
+    const priority = this.#arrivals++;
     return this.queue.run(
       async () => {
-        const r = await this.queryEmbedsFor(bytes, timings, key);
+        const r = await this.queryEmbedsFor(bytes, timings, key, priority);
         return { key: r.key, cached: r.cached, timings: spent() };
       },
       options.signal ? { signal: options.signal } : {},
@@ -266,6 +275,7 @@ export class Blip2Engine implements ImageQuestionEngine {
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {
     const enqueued = performance.now();
+    const priority = this.#arrivals++;
     const runOptions = {
       ...(request.signal ? { signal: request.signal } : {}),
       ...(request.timeoutMs !== undefined ? { timeoutMs: request.timeoutMs } : {}),
@@ -285,11 +295,11 @@ export class Blip2Engine implements ImageQuestionEngine {
         }
         imageCached = true;
       } else if (request.image instanceof Uint8Array) {
-        const r = await this.queryEmbedsFor(request.image, timings);
+        const r = await this.queryEmbedsFor(request.image, timings, this.imageKey(request.image), priority);
         embeds = r.embeds;
         imageCached = r.cached;
       } else if (request.image) {
-        embeds = await this.queryEmbedsFromPixels(request.image.pixelValues, timings);
+        embeds = await this.queryEmbedsFromPixels(request.image.pixelValues, timings, priority);
       }
       signal.throwIfAborted();
 
@@ -306,13 +316,13 @@ export class Blip2Engine implements ImageQuestionEngine {
       }
 
       let mark = performance.now();
-      const state = await this.model.encode(embeds, inputIds);
+      const state = await this.model.encode(embeds, inputIds, priority);
       timings.encoderMs = since(mark);
       signal.throwIfAborted();
 
       mark = performance.now();
       const onToken = request.onToken;
-      const member = this.decodeBatch.join(state);
+      const member = this.decodeBatch.join(state, priority);
       let result: Awaited<ReturnType<typeof generateTokens>>;
       try {
         result = await generateTokens(member, options, {
