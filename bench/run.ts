@@ -1,13 +1,15 @@
 /**
- * `npm run bench -- --model <dir> [--model <dir> ...] [--runs 3] [--tokens 10] [--json out.json]`
+ * `npm run bench -- --model <dir> [--model <dir> ...] [--runs 3] [--tokens 10] [--concurrency 1,4,8|none]
+ *  [--json out.json] [--svg out.svg]`, or `npm run bench -- --from out.json --svg out.svg` to redraw a saved run.
  *
  * Per model (one fresh process each): load time, first answer of a fresh process, stage latencies for a new image
- * and for a follow-up on a cached image (greedy and 5 beams, fixed decode length), peak RSS. Then the machine's
- * limits measured in the same run (GEMM throughput per kernel kind, weight streaming) and the share of its limit
- * each stage reaches. Medians over `--runs`.
+ * and for a follow-up on a cached image (greedy and 5 beams, fixed decode length), peak RSS, and several people
+ * at once (N simultaneous follow-ups and new pictures, 5 beams: until all are answered, p50/p95). Then the
+ * machine's limits measured in the same run (GEMM throughput per kernel kind, weight streaming) and the share of
+ * its limit each stage reaches. Medians over `--runs`.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,6 +18,7 @@ import type { WeightFormat } from '../src/model/graph-io.js';
 import { readManifest } from '../src/model/manifest.js';
 import { graphFormat } from '../src/model/precision.js';
 import { type KernelKind, type KernelResult, measureKernel } from './kernels.js';
+import { HF_BF16, stageBarsSvg } from './svg.js';
 import { table } from './util.js';
 import { decoderStepBytes, encoderFlops, visionFlops } from './work.js';
 import type { StageTimes, WorkerReport } from './worker.js';
@@ -26,19 +29,31 @@ const { values } = parseArgs({
     runs: { type: 'string' },
     tokens: { type: 'string' },
     json: { type: 'string' },
+    svg: { type: 'string' },
+    from: { type: 'string' },
+    concurrency: { type: 'string' },
     threads: { type: 'string' },
     'skip-kernels': { type: 'boolean' },
     profile: { type: 'boolean' },
   },
 });
-if (!values.model?.length) {
+if (!values.model?.length && !values.from) {
   console.error(
-    'Usage: npm run bench -- --model <model-dir> [--model <dir> ...] [--runs 3] [--tokens 10] [--json out.json]',
+    'Usage: npm run bench -- --model <model-dir> [--model <dir> ...] [--runs 3] [--tokens 10] [--concurrency 1,4,8|none] [--json out.json] [--svg out.svg]\n' +
+      '       npm run bench -- --from out.json --svg out.svg      (redraw the picture of a saved run)',
   );
   process.exit(2);
 }
-const runs = values.runs ?? '3';
-const tokens = Number(values.tokens ?? 10);
+interface SavedRun {
+  machine: string;
+  tokens: number;
+  runs: number;
+  date?: string;
+  reports: WorkerReport[];
+}
+const saved = values.from ? (JSON.parse(readFileSync(values.from, 'utf8')) as SavedRun) : undefined;
+const runs = saved ? String(saved.runs) : (values.runs ?? '3');
+const tokens = saved ? saved.tokens : Number(values.tokens ?? 10);
 const here = import.meta.dirname;
 
 const KERNEL_OF: Record<WeightFormat, KernelKind> = {
@@ -64,6 +79,7 @@ function workerRun(model: string): WorkerReport {
   ];
   if (values.threads) args.push('--threads', values.threads);
   if (values.profile) args.push('--profile');
+  if (values.concurrency) args.push('--concurrency', values.concurrency);
   const out = execFileSync(process.execPath, args, {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
@@ -87,17 +103,16 @@ function memcpyGBps(): number {
   return (2 * size) / (times[2]! * 1e6); // read + write
 }
 
-const reports: WorkerReport[] = [];
-for (const model of values.model) {
+const reports: WorkerReport[] = saved ? saved.reports : [];
+for (const model of saved ? [] : (values.model ?? [])) {
   console.error(`measuring ${model} …`);
   reports.push(workerRun(model));
 }
 
 const lines: string[] = [];
-const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}`;
-lines.push(
-  `Machine: ${machine}; ${new Date().toISOString().slice(0, 10)}; ${tokens} new tokens (EOS ignored), medians of ${runs} runs.`,
-);
+const machine = saved?.machine ?? `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, Node ${process.version}`;
+const date = saved?.date ?? new Date().toISOString().slice(0, 10);
+lines.push(`Machine: ${machine}; ${date}; ${tokens} new tokens (EOS ignored), medians of ${runs} runs.`);
 
 for (const r of reports) {
   const s = r.scenarios;
@@ -121,6 +136,53 @@ for (const r of reports) {
       ],
     ),
   );
+  if (r.concurrency?.length) {
+    const one = (kind: string) =>
+      r.concurrency!.find((c) => c.kind === kind && c.requests === 1)?.allAnsweredMs;
+    lines.push(
+      '',
+      `Several people at once, ${r.concurrency[0]!.numBeams} beams (sent together; decode steps ${r.mergedDecode ? 'merged into one batch' : 'one request at a time: this decoder has no decoder_attention_mask, convert it again'}); peak RSS ${r.peakRssConcurrentBytes ? fmtGB(r.peakRssConcurrentBytes) : '?'} GB:`,
+      '',
+    );
+    lines.push(
+      table(
+        [
+          'requests',
+          'until all answered (ms)',
+          '× one answer',
+          'p50 (ms)',
+          'p95 (ms)',
+          'decoder rows per step',
+        ],
+        r.concurrency.map((c) => {
+          const base = one(c.kind);
+          return [
+            `${c.requests} ${c.kind}${c.requests > 1 ? 's' : ''}`,
+            ms(c.allAnsweredMs),
+            base ? `${(c.allAnsweredMs / base).toFixed(2)}×` : '–',
+            ms(c.p50Ms),
+            ms(c.p95Ms),
+            c.rowsPerStep.toFixed(1),
+          ];
+        }),
+      ),
+    );
+  }
+  if (r.decoderStepByRows?.length) {
+    const one = r.decoderStepByRows[0]!.ms;
+    lines.push('', 'One decoder run by batch rows (10 cached positions, 43 encoder positions):', '');
+    lines.push(
+      table(
+        ['rows', 'ms per step', '× 1 row', 'ms per row'],
+        r.decoderStepByRows.map((d) => [
+          d.rows,
+          d.ms.toFixed(1),
+          `${(d.ms / one).toFixed(2)}×`,
+          (d.ms / d.rows).toFixed(1),
+        ]),
+      ),
+    );
+  }
   if (r.profile) {
     lines.push('', `onnxruntime profile, top operator types per graph (whole run):`, '');
     lines.push(
@@ -132,13 +194,15 @@ for (const r of reports) {
   }
 }
 
-const json: Record<string, unknown> = { machine, tokens, runs: Number(runs), reports };
-if (!values['skip-kernels']) {
+const json: Record<string, unknown> = { machine, date, tokens, runs: Number(runs), reports };
+if (!values['skip-kernels'] && !saved) {
   const shapes: [string, number, number, number][] = [
     ['vision MLP (257 rows)', 257, 1408, 6144],
     ['T5 encoder FFN (43 rows)', 43, 2048, 5120],
     ['decoder step (1 row)', 1, 2048, 5120],
     ['decoder, 5 beams (5 rows)', 5, 2048, 5120],
+    // Eight people with 5 beams each in one merged step.
+    ['merged decoder step (40 rows)', 40, 2048, 5120],
   ];
   const kinds: KernelKind[] = ['fp32', 'dq8', 'nbits8', 'nbits4'];
   const kernels: (KernelResult & { label: string })[] = [];
@@ -248,4 +312,9 @@ if (!values['skip-kernels']) {
 }
 
 console.log(lines.join('\n'));
-if (values.json) writeFileSync(values.json, `${JSON.stringify(json, null, 2)}\n`);
+if (values.json && !saved) writeFileSync(values.json, `${JSON.stringify(json, null, 2)}\n`);
+if (values.svg) {
+  const caption = `${machine}; ${date}; ${tokens} new tokens, medians of ${runs} runs; peer: issue 13's figures (same machine, another run)`;
+  writeFileSync(values.svg, stageBarsSvg(reports, HF_BF16, caption));
+  console.error(`wrote ${values.svg}`);
+}

@@ -245,6 +245,10 @@ export async function runModel(dir: string, options: RunOptions): Promise<ModelR
         const step = (ids: number[]) => ({
           ...base,
           [DECODER_IO.inputIds]: int64Tensor(ids, [1, ids.length]),
+          [DECODER_IO.decoderAttentionMask]: int64Tensor(new Array<number>(ids.length).fill(1), [
+            1,
+            ids.length,
+          ]),
         });
         // The greedy prefix runs repeat rows the teacher-forced run below sees once: their taps are dropped.
         const mark = taps?.mark();

@@ -30,6 +30,13 @@ import {
   VISION_IO,
 } from '../model/graph-io.js';
 import { loadManifest } from '../model/manifest.js';
+import {
+  type BatchGraph,
+  type BatchMember,
+  DecodeBatch,
+  type LayoutEntry,
+  type MergedStepInput,
+} from './decode-batch.js';
 import type { DecoderStepper } from './generation/generate.js';
 import { createSession, ort } from './ort.js';
 
@@ -43,6 +50,10 @@ export interface ModelLoadOptions {
   threads?: number;
   /** Write onnxruntime profiles (one JSON per graph, named `<dir>/<graph>_*.json`), for `bench --profile`. */
   profileDir?: string;
+  /** More onnxruntime session options per graph, over the defaults (the cold-start benchmark tries settings). */
+  sessionOptions?: (graph: GraphName) => ort.InferenceSession.SessionOptions;
+  /** Load this file instead of the manifest's graph (the cold-start benchmark's optimized-model cache). */
+  graphFile?: (graph: GraphName, file: string) => string;
 }
 
 export class ModelLoadError extends UserFacingError {
@@ -101,6 +112,14 @@ export interface OptPrefillState {
 /** What the prompt leaves for the decoding loop, per kind of language model. */
 export type EncoderState = T5EncoderState | OptPrefillState;
 
+/** The engine's one decode batch: `join` a request's encoder state, `leave()` the member when done. */
+export interface ModelDecodeBatch {
+  /** The batch itself (its `stats` and `graph.canMerge`). */
+  readonly batch: DecodeBatch<T5Rows> | DecodeBatch<undefined>;
+  /** `priority`: the request's turn for session runs (lower first; see `Blip2Model.run`). */
+  join(state: EncoderState, priority?: number): BatchMember<unknown>;
+}
+
 /** Every output of one OPT prefill, for `inspect` and parity checks. */
 export interface OptForward {
   inputsEmbeds: FloatTensor;
@@ -120,6 +139,11 @@ export class Blip2Model {
     decoder: 0,
     opt: 0,
   };
+
+  /** Session runs waiting for their turn (see `run`). */
+  readonly #waiting: { priority: number; order: number; start(): void }[] = [];
+  #busy = false;
+  #order = 0;
 
   private constructor(
     readonly dir: string,
@@ -146,12 +170,17 @@ export class Blip2Model {
     };
     const sessions: Partial<Record<GraphName, ort.InferenceSession>> = {};
     for (const name of MODEL_GRAPHS[config.languageModel]) {
-      const file = join(dir, manifest.graphs[name]?.file ?? GRAPH_FILES[name]);
+      const manifestFile = join(dir, manifest.graphs[name]?.file ?? GRAPH_FILES[name]);
+      const file = options.graphFile?.(name, manifestFile) ?? manifestFile;
       const profiling = options.profileDir
         ? { enableProfiling: true, profileFilePrefix: join(options.profileDir, `${name}_`) }
         : {};
       try {
-        sessions[name] = await createSession(file, { ...sessionOptions, ...profiling });
+        sessions[name] = await createSession(file, {
+          ...sessionOptions,
+          ...profiling,
+          ...options.sessionOptions?.(name),
+        });
       } catch (e) {
         await Promise.allSettled(Object.values(sessions).map((s) => s.release()));
         throw new ModelLoadError(`cannot load ${file}: ${(e as Error).message}`);
@@ -188,27 +217,64 @@ export class Blip2Model {
     }
   }
 
-  private async run(
+  /**
+   * One session run at a time: onnxruntime spreads each run over every core. The engine's requests in flight (an
+   * encoder here, a merged decode step there) take turns between runs, the lowest `priority` first (the engine
+   * numbers requests by arrival, so the oldest request is never held up by more than one run of a newer one;
+   * without a priority, call order).
+   */
+  private run(
     name: GraphName,
     feeds: Record<string, ort.Tensor>,
+    priority: number = Number.MAX_SAFE_INTEGER,
   ): Promise<ort.InferenceSession.ReturnType> {
     const session = this.sessions[name];
-    if (!session) throw new Error(`this ${this.config.languageModel} model has no ${name} graph`);
+    if (!session)
+      return Promise.reject(new Error(`this ${this.config.languageModel} model has no ${name} graph`));
     this.runs[name]++;
-    return session.run(feeds);
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({
+        priority,
+        order: this.#order++,
+        start: () => {
+          session
+            .run(feeds)
+            .then(resolve, reject)
+            .finally(() => {
+              this.#busy = false;
+              this.#startNext();
+            });
+        },
+      });
+      this.#startNext();
+    });
+  }
+
+  #startNext(): void {
+    if (this.#busy || this.#waiting.length === 0) return;
+    let best = 0;
+    for (let i = 1; i < this.#waiting.length; i++) {
+      const a = this.#waiting[i]!;
+      const b = this.#waiting[best]!;
+      if (a.priority < b.priority || (a.priority === b.priority && a.order < b.order)) best = i;
+    }
+    const [next] = this.#waiting.splice(best, 1);
+    this.#busy = true;
+    next!.start();
   }
 
   /** pixel_values [1,3,H,W] → HF `vision_model(...).last_hidden_state`. */
-  async visionEncode(pixels: FloatTensor): Promise<FloatTensor> {
-    const out = await this.run('vision', { [VISION_IO.pixelValues]: floatTensor(pixels) });
+  async visionEncode(pixels: FloatTensor, priority?: number): Promise<FloatTensor> {
+    const out = await this.run('vision', { [VISION_IO.pixelValues]: floatTensor(pixels) }, priority);
     return toFloat(out[VISION_IO.imageEmbeds], VISION_IO.imageEmbeds);
   }
 
   /** image embeddings → Q-Former output and its projection into the language model's embedding space. */
   async queryEncode(
     imageEmbeds: FloatTensor,
+    priority?: number,
   ): Promise<{ qformerOutput: FloatTensor; queryEmbeds: FloatTensor }> {
-    const out = await this.run('qformer', { [QFORMER_IO.imageEmbeds]: floatTensor(imageEmbeds) });
+    const out = await this.run('qformer', { [QFORMER_IO.imageEmbeds]: floatTensor(imageEmbeds) }, priority);
     return {
       qformerOutput: toFloat(out[QFORMER_IO.qformerOutput], QFORMER_IO.qformerOutput),
       queryEmbeds: toFloat(out[QFORMER_IO.queryEmbeds], QFORMER_IO.queryEmbeds),
@@ -219,24 +285,32 @@ export class Blip2Model {
    * The prompt, once per request: FlanT5 runs its encoder over [query embeddings; prompt] and the decoder's cross
    * K/V; OPT runs its prefill over the same sequence and keeps the KV cache and the last position's logits.
    */
-  async encode(queryEmbeds: FloatTensor | undefined, inputIds: readonly number[]): Promise<EncoderState> {
+  async encode(
+    queryEmbeds: FloatTensor | undefined,
+    inputIds: readonly number[],
+    priority?: number,
+  ): Promise<EncoderState> {
     if (this.config.languageModel === 'opt') {
       const query = queryEmbeds?.dims[1] ?? 0;
       const mask = new Array<number>(query + inputIds.length).fill(1);
-      const out = await this.optForward(queryEmbeds, inputIds, 1);
+      const out = await this.optForward(queryEmbeds, inputIds, 1, priority);
       return { kind: 'opt', mask, past: out.past, logits: out.logits.data };
     }
     const d = languageModelWidth(this.config);
     const query = queryEmbeds ?? { data: new Float32Array(0), dims: [1, 0, d] };
     const total = (query.dims[1] ?? 0) + inputIds.length;
     const mask = new Array<number>(total).fill(1);
-    const out = await this.run('encoder', {
-      [ENCODER_IO.queryEmbeds]: floatTensor(query),
-      [ENCODER_IO.inputIds]: int64Tensor(inputIds, [1, inputIds.length]),
-      [ENCODER_IO.attentionMask]: int64Tensor(mask, [1, total]),
-    });
+    const out = await this.run(
+      'encoder',
+      {
+        [ENCODER_IO.queryEmbeds]: floatTensor(query),
+        [ENCODER_IO.inputIds]: int64Tensor(inputIds, [1, inputIds.length]),
+        [ENCODER_IO.attentionMask]: int64Tensor(mask, [1, total]),
+      },
+      priority,
+    );
     const hidden = toFloat(out[ENCODER_IO.hiddenStates], ENCODER_IO.hiddenStates);
-    const kv = await this.run('crossKv', { [CROSS_KV_IO.hiddenStates]: floatTensor(hidden) });
+    const kv = await this.run('crossKv', { [CROSS_KV_IO.hiddenStates]: floatTensor(hidden) }, priority);
     const cross: ort.Tensor[] = [];
     for (let i = 0; i < t5Config(this.config).numDecoderLayers; i++) {
       cross.push(kv[CROSS_KV_IO.key(i)]!, kv[CROSS_KV_IO.value(i)]!);
@@ -249,6 +323,7 @@ export class Blip2Model {
     queryEmbeds: FloatTensor | undefined,
     inputIds: readonly number[],
     numLogits: number,
+    priority?: number,
   ): Promise<OptForward> {
     const t = this.optConfig();
     const query = queryEmbeds ?? { data: new Float32Array(0), dims: [1, 0, t.hiddenSize] };
@@ -264,7 +339,7 @@ export class Blip2Model {
       feeds[OPT_IO.pastKey(i)] = empty;
       feeds[OPT_IO.pastValue(i)] = empty;
     }
-    const out = await this.run('opt', feeds);
+    const out = await this.run('opt', feeds, priority);
     const past: ort.Tensor[] = [];
     for (let i = 0; i < t.numLayers; i++) past.push(out[OPT_IO.presentKey(i)]!, out[OPT_IO.presentValue(i)]!);
     return {
@@ -280,19 +355,58 @@ export class Blip2Model {
     return this.config.text;
   }
 
-  /** A decoder with its own KV cache for one request. */
+  /**
+   * A decode batch over this model's decoder: requests that join it decode their steps together
+   * (decode-batch.ts). The engine keeps one for all its requests.
+   */
+  createDecodeBatch(): ModelDecodeBatch {
+    if (this.config.languageModel === 'opt') {
+      const batch = new DecodeBatch(new OptBatchGraph(this));
+      return {
+        batch,
+        join: (state, priority) => {
+          if (state.kind !== 'opt') throw new Error('an OPT model decodes OPT prefill states only');
+          return batch.join({
+            data: undefined,
+            past: state.past,
+            firstLogits: state.logits,
+            ...(priority !== undefined ? { priority } : {}),
+          });
+        },
+      };
+    }
+    const decoder = this.sessions.decoder;
+    const canMerge = decoder?.inputNames.includes(DECODER_IO.decoderAttentionMask) ?? false;
+    const batch = new DecodeBatch(new T5BatchGraph(this, canMerge));
+    const t = t5Config(this.config);
+    const empty = new ort.Tensor('float32', new Float32Array(0), [1, t.numHeads, 0, t.dKv]);
+    const past = Array.from({ length: 2 * t.numDecoderLayers }, () => empty);
+    return {
+      batch,
+      join: (state, priority) => {
+        if (state.kind !== 't5') throw new Error('a FlanT5 model decodes FlanT5 encoder states only');
+        return batch.join({
+          data: { cross: state.cross, mask: state.mask },
+          past,
+          ...(priority !== undefined ? { priority } : {}),
+        });
+      },
+    };
+  }
+
+  /** A decoder with its own KV cache for one request, in a batch of its own. */
   decoder(state: EncoderState): DecoderStepper {
-    return state.kind === 'opt' ? new OptDecoderStepper(this, state) : new OrtDecoderStepper(this, state);
+    return this.createDecodeBatch().join(state);
   }
 
   /** @internal used by the OPT stepper */
-  runOpt(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
-    return this.run('opt', feeds);
+  runOpt(feeds: Record<string, ort.Tensor>, priority?: number): Promise<ort.InferenceSession.ReturnType> {
+    return this.run('opt', feeds, priority);
   }
 
   /** @internal used by the stepper */
-  runDecoder(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
-    return this.run('decoder', feeds);
+  runDecoder(feeds: Record<string, ort.Tensor>, priority?: number): Promise<ort.InferenceSession.ReturnType> {
+    return this.run('decoder', feeds, priority);
   }
 
   /** Flushes onnxruntime profiles (when loaded with `profileDir`). */
@@ -305,138 +419,99 @@ export class Blip2Model {
   }
 }
 
-/** Copies rows of a [B, ...] tensor: new row i = old row rows[i]. */
-function gatherRows(t: ort.Tensor, rows: readonly number[]): ort.Tensor {
-  const src = t.data as Float32Array;
-  const oldRows = t.dims[0]!;
-  const rowSize = oldRows === 0 ? 0 : src.length / oldRows;
-  const out = new Float32Array(rows.length * rowSize);
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i]!;
-    out.set(src.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize);
-  }
-  return new ort.Tensor('float32', out, [rows.length, ...t.dims.slice(1)]);
-}
-
-function isIdentity(rows: readonly number[], count: number): boolean {
-  return rows.length === count && rows.every((r, i) => r === i);
+/** FlanT5, per request in a decode batch: its cross K/V ([1, heads, E, d_kv] per layer) and encoder mask. */
+export interface T5Rows {
+  cross: readonly ort.Tensor[];
+  mask: readonly number[];
 }
 
 /**
- * Decoder with a self-attention KV cache. Cross K/V are shared by every row (one image, one prompt), so they are
- * only tiled when the number of rows changes; past K/V are gathered when beams reorder.
+ * FlanT5's decoder step over a merged batch. Cross K/V are shared by the rows of one request (one image, one
+ * prompt), so they are tiled only when the layout changes; shorter prompts are right-padded and masked.
  */
-class OrtDecoderStepper implements DecoderStepper {
+class T5BatchGraph implements BatchGraph<T5Rows> {
   readonly vocabSize: number;
-  private rows = 1;
-  private past: ort.Tensor[];
-  private cross: ort.Tensor[];
-  private crossRows = 1;
-  /** The encoder mask tiled to the current rows; rebuilt only when the row count changes. */
-  private encoderMask: ort.Tensor;
-  private pendingRows: readonly number[] | undefined;
   private readonly layers: number;
+  private cross: readonly ort.Tensor[] = [];
+  private encoderMask: ort.Tensor | undefined;
 
   constructor(
     private readonly model: Blip2Model,
-    private readonly state: T5EncoderState,
+    readonly canMerge: boolean,
   ) {
     const t = t5Config(model.config);
     this.vocabSize = t.vocabSize;
     this.layers = t.numDecoderLayers;
-    const empty = () => new ort.Tensor('float32', new Float32Array(0), [1, t.numHeads, 0, t.dKv]);
-    this.past = Array.from({ length: 2 * this.layers }, empty);
-    this.cross = state.cross;
-    this.encoderMask = this.tiledMask(1);
   }
 
-  private tiledMask(rows: number): ort.Tensor {
-    const E = this.state.mask.length;
-    const values = new BigInt64Array(rows * E);
-    for (let r = 0; r < rows; r++) values.set(BigInt64Array.from(this.state.mask, BigInt), r * E);
-    return new ort.Tensor('int64', values, [rows, E]);
-  }
-
-  selectRows(rows: readonly number[]): void {
-    this.pendingRows = rows;
-  }
-
-  private applyRows(): void {
-    const rows = this.pendingRows;
-    this.pendingRows = undefined;
-    if (!rows || isIdentity(rows, this.rows)) return;
-    this.past = this.past.map((t) => gatherRows(t, rows));
-    this.rows = rows.length;
-    if (this.crossRows !== this.rows) {
-      const zeros = new Array<number>(this.rows).fill(0);
-      this.cross = this.state.cross.map((t) => gatherRows(t, zeros));
-      this.crossRows = this.rows;
-      this.encoderMask = this.tiledMask(this.rows);
-    }
-  }
-
-  async step(tokens: readonly number[]): Promise<Float32Array> {
-    this.applyRows();
-    if (tokens.length !== this.rows)
-      throw new Error(`decoder has ${this.rows} rows, got ${tokens.length} tokens`);
+  async run(input: MergedStepInput<T5Rows>): Promise<{ logits: Float32Array; present: ort.Tensor[] }> {
+    if (input.layoutChanged || !this.encoderMask) this.tile(input.layout);
     const feeds: Record<string, ort.Tensor> = {
-      [DECODER_IO.inputIds]: int64Tensor(tokens, [this.rows, 1]),
-      [DECODER_IO.encoderAttentionMask]: this.encoderMask,
+      [DECODER_IO.inputIds]: int64Tensor(input.tokens, [input.tokens.length, 1]),
+      [DECODER_IO.encoderAttentionMask]: this.encoderMask!,
     };
+    if (this.canMerge) feeds[DECODER_IO.decoderAttentionMask] = input.pastMask;
     for (let i = 0; i < this.layers; i++) {
-      feeds[DECODER_IO.pastKey(i)] = this.past[2 * i]!;
-      feeds[DECODER_IO.pastValue(i)] = this.past[2 * i + 1]!;
+      feeds[DECODER_IO.pastKey(i)] = input.past[2 * i]!;
+      feeds[DECODER_IO.pastValue(i)] = input.past[2 * i + 1]!;
       feeds[DECODER_IO.crossKey(i)] = this.cross[2 * i]!;
       feeds[DECODER_IO.crossValue(i)] = this.cross[2 * i + 1]!;
     }
-    const out = await this.model.runDecoder(feeds);
+    const out = await this.model.runDecoder(feeds, input.priority);
+    const present: ort.Tensor[] = [];
     for (let i = 0; i < this.layers; i++) {
-      this.past[2 * i] = out[DECODER_IO.presentKey(i)]!;
-      this.past[2 * i + 1] = out[DECODER_IO.presentValue(i)]!;
+      present.push(out[DECODER_IO.presentKey(i)]!, out[DECODER_IO.presentValue(i)]!);
     }
-    return out[DECODER_IO.logits]!.data as Float32Array;
+    return { logits: out[DECODER_IO.logits]!.data as Float32Array, present };
+  }
+
+  private tile(layout: readonly LayoutEntry<T5Rows>[]): void {
+    const only = layout.length === 1 && layout[0]!.rows === 1 ? layout[0]!.member : undefined;
+    const width = Math.max(...layout.map((e) => e.member.mask.length));
+    const rows = layout.reduce((sum, e) => sum + e.rows, 0);
+    const mask = new BigInt64Array(rows * width);
+    let row = 0;
+    for (const e of layout) {
+      const values = BigInt64Array.from(e.member.mask, BigInt);
+      for (let r = 0; r < e.rows; r++, row++) mask.set(values, row * width);
+    }
+    this.encoderMask = new ort.Tensor('int64', mask, [rows, width]);
+    if (only) {
+      this.cross = only.cross;
+      return;
+    }
+    this.cross = layout[0]!.member.cross.map((first, t) => {
+      const [, heads, , dKv] = first.dims as [number, number, number, number];
+      const out = new Float32Array(rows * heads * width * dKv);
+      let row = 0;
+      for (const e of layout) {
+        const src = e.member.cross[t]!.data as Float32Array;
+        const length = e.member.mask.length;
+        for (let r = 0; r < e.rows; r++, row++) {
+          for (let h = 0; h < heads; h++) {
+            out.set(src.subarray(h * length * dKv, (h + 1) * length * dKv), (row * heads + h) * width * dKv);
+          }
+        }
+      }
+      return new ort.Tensor('float32', out, [rows, heads, width, dKv]);
+    });
   }
 }
 
 /**
- * OPT decoding with a KV cache. The first step returns the prefill's logits (its token is the bos HF prepends to
- * the output, never fed); each later step feeds the newest token of every row with the mask grown by one, so
- * positions continue from the mask as in HF. Past K/V are gathered when beams reorder.
+ * OPT's cached step over a merged batch: one token per row, the mask over the left-padded cache; positions
+ * follow from the mask inside the graph, as in HF.
  */
-class OptDecoderStepper implements DecoderStepper {
+class OptBatchGraph implements BatchGraph<undefined> {
   readonly vocabSize: number;
-  private rows = 1;
-  private past: ort.Tensor[];
-  private readonly mask: number[];
-  private first = true;
-  private pendingRows: readonly number[] | undefined;
+  readonly canMerge = true;
   private readonly t: OptConfig;
-  private readonly noQuery: Map<number, ort.Tensor> = new Map();
+  private readonly noQuery = new Map<number, ort.Tensor>();
 
-  private readonly prefillLogits: Float32Array;
-
-  constructor(
-    private readonly model: Blip2Model,
-    state: OptPrefillState,
-  ) {
+  constructor(private readonly model: Blip2Model) {
     if (model.config.languageModel !== 'opt') throw new Error('not an OPT model');
     this.t = model.config.text;
     this.vocabSize = this.t.vocabSize;
-    this.prefillLogits = state.logits;
-    this.past = [...state.past];
-    this.mask = [...state.mask];
-  }
-
-  selectRows(rows: readonly number[]): void {
-    this.pendingRows = rows;
-  }
-
-  private applyRows(): void {
-    const rows = this.pendingRows;
-    this.pendingRows = undefined;
-    if (!rows || isIdentity(rows, this.rows)) return;
-    this.past = this.past.map((t) => gatherRows(t, rows));
-    this.rows = rows.length;
   }
 
   private emptyQuery(rows: number): ort.Tensor {
@@ -448,33 +523,23 @@ class OptDecoderStepper implements DecoderStepper {
     return t;
   }
 
-  async step(tokens: readonly number[]): Promise<Float32Array> {
-    this.applyRows();
-    if (tokens.length !== this.rows)
-      throw new Error(`decoder has ${this.rows} rows, got ${tokens.length} tokens`);
-    if (this.first) {
-      this.first = false;
-      return this.prefillLogits;
-    }
-    this.mask.push(1);
-    const rows = this.rows;
-    const width = this.mask.length;
-    const maskValues = new BigInt64Array(rows * width).fill(1n);
+  async run(input: MergedStepInput<undefined>): Promise<{ logits: Float32Array; present: ort.Tensor[] }> {
+    const rows = input.tokens.length;
     const feeds: Record<string, ort.Tensor> = {
       [OPT_IO.queryEmbeds]: this.emptyQuery(rows),
-      [OPT_IO.inputIds]: int64Tensor(tokens, [rows, 1]),
-      [OPT_IO.attentionMask]: new ort.Tensor('int64', maskValues, [rows, width]),
+      [OPT_IO.inputIds]: int64Tensor(input.tokens, [rows, 1]),
+      [OPT_IO.attentionMask]: input.pastMask,
       [OPT_IO.numLogits]: int64Tensor([1], [1]),
     };
     for (let i = 0; i < this.t.numLayers; i++) {
-      feeds[OPT_IO.pastKey(i)] = this.past[2 * i]!;
-      feeds[OPT_IO.pastValue(i)] = this.past[2 * i + 1]!;
+      feeds[OPT_IO.pastKey(i)] = input.past[2 * i]!;
+      feeds[OPT_IO.pastValue(i)] = input.past[2 * i + 1]!;
     }
-    const out = await this.model.runOpt(feeds);
+    const out = await this.model.runOpt(feeds, input.priority);
+    const present: ort.Tensor[] = [];
     for (let i = 0; i < this.t.numLayers; i++) {
-      this.past[2 * i] = out[OPT_IO.presentKey(i)]!;
-      this.past[2 * i + 1] = out[OPT_IO.presentValue(i)]!;
+      present.push(out[OPT_IO.presentKey(i)]!, out[OPT_IO.presentValue(i)]!);
     }
-    return out[OPT_IO.logits]!.data as Float32Array;
+    return { logits: out[OPT_IO.logits]!.data as Float32Array, present };
   }
 }

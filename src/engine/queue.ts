@@ -1,7 +1,9 @@
 /**
- * Runs inference jobs one at a time: onnxruntime already spreads one run over every core, so two runs at once
- * would only make both slower. Waiting is bounded, so a burst of requests gets a quick "busy" answer instead of
- * a reply minutes later.
+ * Runs inference jobs one at a time by default: onnxruntime already spreads one run over every core, so two runs
+ * at once would only make both slower. With `concurrency` > 1 several jobs are in flight at once; the engine uses
+ * that when its model serialises every session run itself and merges the decode steps of the jobs in flight into
+ * one decoder batch (decode-batch.ts). Waiting is bounded, so a burst of requests gets a quick "busy" answer
+ * instead of a reply minutes later.
  *
  * A job gets an AbortSignal and must honour it: the caller's promise settles at once on abort or timeout, but the
  * next job starts only when the aborted one has really stopped (its promise settled), so one run never overlaps
@@ -24,8 +26,10 @@ export class QueueClosedError extends UserFacingError {
 export const DEFAULT_QUEUE_CAPACITY = 20;
 
 export interface InferenceQueueOptions {
-  /** How many requests may wait behind the running one; more are refused with QueueFullError. */
+  /** How many requests may wait behind the running ones; more are refused with QueueFullError. */
   capacity: number;
+  /** How many jobs may run at once (default 1). */
+  concurrency?: number;
   /** Limit for waiting + running when a request gives none; 0 or undefined = no limit. */
   defaultTimeoutMs?: number;
 }
@@ -55,10 +59,11 @@ interface Entry {
 export class InferenceQueue {
   readonly capacity: number;
   readonly defaultTimeoutMs: number | undefined;
+  readonly concurrency: number;
   readonly #waiting: Entry[] = [];
-  #current: Entry | undefined;
-  /** Settles when the current job's function has returned or thrown. */
-  #currentDone: Promise<void> = Promise.resolve();
+  readonly #running = new Set<Entry>();
+  /** Each settles when its running job's function has returned or thrown. */
+  readonly #runningDone = new Set<Promise<void>>();
   #closed = false;
   #idle: Array<() => void> = [];
 
@@ -67,18 +72,23 @@ export class InferenceQueue {
       throw new RangeError(`queue capacity must be a whole number >= 0, got ${options.capacity}`);
     }
     if (options.defaultTimeoutMs !== undefined) checkTimeout(options.defaultTimeoutMs);
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new RangeError(`queue concurrency must be a whole number >= 1, got ${options.concurrency}`);
+    }
+    this.concurrency = concurrency;
     this.capacity = options.capacity;
     this.defaultTimeoutMs = options.defaultTimeoutMs;
   }
 
-  /** Requests waiting, not counting the running one. */
+  /** Requests waiting, not counting the running ones. */
   get length(): number {
     return this.#waiting.length;
   }
 
   /** True while a job's function is executing (also after its caller gave up, until the job stops). */
   get running(): boolean {
-    return this.#current !== undefined;
+    return this.#running.size > 0;
   }
 
   get closed(): boolean {
@@ -91,7 +101,7 @@ export class InferenceQueue {
     if (signal?.aborted) return Promise.reject(new RequestAbortedError({ cause: signal.reason }));
     const timeoutMs = options.timeoutMs ?? this.defaultTimeoutMs;
     if (timeoutMs !== undefined) checkTimeout(timeoutMs);
-    const mustWait = this.#current !== undefined || this.#waiting.length > 0;
+    const mustWait = this.#running.size >= this.concurrency || this.#waiting.length > 0;
     if (mustWait && this.#waiting.length >= this.capacity) {
       return Promise.reject(new QueueFullError(this.capacity));
     }
@@ -131,31 +141,35 @@ export class InferenceQueue {
 
   /**
    * Graceful shutdown: refuses new requests, rejects the waiting ones with QueueClosedError and resolves when
-   * the running job has stopped. With `abortRunning`, the running job's signal is aborted as well (its caller
-   * gets QueueClosedError). Calling it again waits for the same job.
+   * the running jobs have stopped. With `abortRunning`, the running jobs' signals are aborted as well (their
+   * callers get QueueClosedError). Calling it again waits for the same jobs.
    */
   async close(options: { abortRunning?: boolean } = {}): Promise<void> {
     this.#closed = true;
     for (const entry of this.#waiting.splice(0)) this.#settle(entry, { error: new QueueClosedError() });
-    const current = this.#current;
-    if (current && options.abortRunning) this.#fail(current, new QueueClosedError());
-    if (!current) this.#pump();
-    await this.#currentDone;
+    if (options.abortRunning) {
+      for (const entry of [...this.#running]) this.#fail(entry, new QueueClosedError());
+    }
+    if (this.#running.size === 0) this.#pump();
+    await Promise.all([...this.#runningDone]);
   }
 
   #isIdle(): boolean {
-    return this.#current === undefined && this.#waiting.length === 0;
+    return this.#running.size === 0 && this.#waiting.length === 0;
   }
 
-  /** Starts the next job when none runs. */
+  /** Starts waiting jobs while fewer than `concurrency` run. */
   #pump(): void {
-    if (this.#current !== undefined) return;
-    const entry = this.#waiting.shift();
-    if (!entry) {
-      for (const resolve of this.#idle.splice(0)) resolve();
-      return;
+    while (this.#running.size < this.concurrency) {
+      const entry = this.#waiting.shift();
+      if (!entry) break;
+      this.#start(entry);
     }
-    this.#current = entry;
+    if (this.#isIdle()) for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  #start(entry: Entry): void {
+    this.#running.add(entry);
     let result: Promise<unknown>;
     try {
       result = Promise.resolve(entry.job(entry.controller.signal));
@@ -165,15 +179,17 @@ export class InferenceQueue {
     // Free the slot before the caller hears back, so a caller that goes straight on to its next request finds
     // the queue as it really is (not still busy with the job it just got the answer to).
     const finish = (outcome: { value: unknown } | { error: unknown }) => {
-      this.#current = undefined;
+      this.#running.delete(entry);
+      this.#runningDone.delete(done);
       this.#pump();
       this.#reportPositions();
       this.#settle(entry, outcome);
     };
-    this.#currentDone = result.then(
+    const done: Promise<void> = result.then(
       (value) => finish({ value }),
       (error: unknown) => finish({ error }),
     );
+    this.#runningDone.add(done);
   }
 
   /** Ends a request early (abort, timeout, close): drops it from the line or aborts its running job. */
@@ -181,7 +197,7 @@ export class InferenceQueue {
     if (entry.settled) return;
     const index = this.#waiting.indexOf(entry);
     if (index >= 0) this.#waiting.splice(index, 1);
-    else if (entry === this.#current) entry.controller.abort(error);
+    else if (this.#running.has(entry)) entry.controller.abort(error);
     this.#settle(entry, { error });
     this.#reportPositions();
   }

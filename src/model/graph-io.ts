@@ -70,8 +70,15 @@ export const CROSS_KV_IO = {
 export const DECODER_IO = {
   /** int64 [B, T] */
   inputIds: 'decoder_input_ids',
-  /** int64 [B, E]: the encoder's attention mask. */
+  /** int64 [B, E]: the encoder's attention mask (0 pads rows of shorter prompts in a merged batch). */
   encoderAttentionMask: 'encoder_attention_mask',
+  /**
+   * int64 [B, P + T]: 1 = attend to this cached or new position. Rows of requests with fewer past positions are
+   * left-padded with 0 when several requests decode in one batch; T5's relative positions depend only on the
+   * distance between key and query, so left padding changes nothing else. Graphs of converters before it lack
+   * this input; the engine then decodes one request at a time.
+   */
+  decoderAttentionMask: 'decoder_attention_mask',
   /** float32 [B, heads, P, d_kv] per layer; P = 0 on the first step. */
   pastKey: (layer: number) => `past.${layer}.key`,
   pastValue: (layer: number) => `past.${layer}.value`,
@@ -214,6 +221,8 @@ export interface GraphTensorSpec {
   name: string;
   type: GraphTensorType;
   dims: (number | string)[];
+  /** An input older converters did not write: its absence is no mismatch (the engine checks for it). */
+  optional?: true;
 }
 
 export interface GraphSignature {
@@ -332,6 +341,7 @@ export function graphSignature(graph: GraphName, config: SignatureConfig): Graph
         inputs: [
           i64(DECODER_IO.inputIds, ['B', 'T']),
           i64(DECODER_IO.encoderAttentionMask, ['B', 'E']),
+          { ...i64(DECODER_IO.decoderAttentionMask, ['B', 'P+T']), optional: true },
           ...perLayer(t.numDecoderLayers, (i) => [
             f32(DECODER_IO.pastKey(i), ['B', t.numHeads, 'P', t.dKv]),
             f32(DECODER_IO.pastValue(i), ['B', t.numHeads, 'P', t.dKv]),
@@ -369,7 +379,7 @@ export function signatureMismatches(expected: GraphSignature, loaded: LoadedGrap
   ) => {
     const have = new Set(names);
     const want = new Set(specs.map((s) => s.name));
-    const missing = specs.filter((s) => !have.has(s.name)).map((s) => s.name);
+    const missing = specs.filter((s) => !have.has(s.name) && !s.optional).map((s) => s.name);
     const extra = names.filter((n) => !want.has(n));
     if (missing.length > 0)
       problems.push(`no ${kind} ${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ', …' : ''}`);

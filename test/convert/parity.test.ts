@@ -36,6 +36,7 @@ async function runAll(modelDir: string, pixels: LoadedTensor): Promise<Outputs> 
   const feeds: Record<string, ort.Tensor> = {
     decoder_input_ids: new ort.Tensor('int64', BigInt64Array.from([0n]), [1, 1]),
     encoder_attention_mask: mask,
+    decoder_attention_mask: new ort.Tensor('int64', BigInt64Array.from([1n]), [1, 1]),
   };
   for (let l = 0; l < 2; l++) {
     for (const kind of ['key', 'value']) {

@@ -152,7 +152,11 @@ describe('Blip2Engine on the demo model', () => {
   });
 
   it('reports queue positions while requests wait, refuses past capacity, and answers all', async () => {
-    const small = await Blip2Engine.load(modelDir, { store: { kind: 'memory' }, queueCapacity: 3 });
+    const small = await Blip2Engine.load(modelDir, {
+      store: { kind: 'memory' },
+      queueCapacity: 3,
+      batchRequests: 1, // one request at a time: positions move one by one
+    });
     try {
       const bytes = await photo(7);
       const positions: number[][] = [[], [], [], []];

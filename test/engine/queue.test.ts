@@ -350,4 +350,39 @@ describe('InferenceQueue', () => {
     expect(() => new InferenceQueue({ capacity: 1.5 })).toThrow(/capacity/);
     expect(() => new InferenceQueue({ capacity: 1, defaultTimeoutMs: Number.NaN })).toThrow(/timeoutMs/);
   });
+  it('with concurrency 2 runs two jobs at once; the third waits as #1, refused past capacity; close waits for both', async () => {
+    const queue = new InferenceQueue({ capacity: 1, concurrency: 2 });
+    const a = controlledJob('a');
+    const b = controlledJob('b');
+    const c = controlledJob('c');
+    const positions: number[] = [];
+    const ra = queue.run(a.job);
+    const rb = queue.run(b.job);
+    const rc = queue.run(c.job, { onPosition: (p) => positions.push(p) });
+    await expect(queue.run(async () => 'd')).rejects.toBeInstanceOf(QueueFullError);
+    await tick();
+    expect([a.state.started, b.state.started, c.state.started]).toEqual([true, true, false]);
+    expect(positions).toEqual([1]);
+    expect(queue.length).toBe(1);
+    b.release();
+    expect(await rb).toBe('b');
+    await tick();
+    expect(c.state.started).toBe(true);
+    let closed = false;
+    const closing = queue.close().then(() => {
+      closed = true;
+    });
+    a.release();
+    expect(await ra).toBe('a');
+    await tick();
+    expect(closed).toBe(false); // c still runs
+    c.release();
+    expect(await rc).toBe('c');
+    await closing;
+    expect(queue.running).toBe(false);
+  });
+
+  it('refuses a concurrency below 1', () => {
+    expect(() => new InferenceQueue({ capacity: 1, concurrency: 0 })).toThrow(RangeError);
+  });
 });

@@ -131,7 +131,14 @@ describe('model manifest and graph signatures', () => {
       text: { dModel: 4, dKv: 2, numHeads: 2, numDecoderLayers: 2, vocabSize: 10 },
     };
     const decoder = graphSignature('decoder', config);
-    expect(decoder.inputs).toHaveLength(2 + 4 * 2);
+    expect(decoder.inputs).toHaveLength(3 + 4 * 2);
+    // Decoders converted before batched decoding lack decoder_attention_mask: still valid (one request at a time).
+    const older = decoder.inputs.map((i) => i.name).filter((n) => n !== 'decoder_attention_mask');
+    const outputs = decoder.outputs.map((o) => o.name);
+    expect(signatureMismatches(decoder, { inputNames: older, outputNames: outputs })).toEqual([]);
+    expect(signatureMismatches(decoder, { inputNames: older.slice(1), outputNames: outputs })).toEqual([
+      'no input decoder_input_ids',
+    ]);
     expect(decoder.outputs.map((o) => o.name)).toEqual([
       'logits',
       'present.0.key',

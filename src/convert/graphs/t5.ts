@@ -275,6 +275,7 @@ export async function buildT5DecoderGraph(ctx: LayerContext, config: Blip2Config
   const t = t5Config(config);
   const ids = b.signatureInput(DECODER_IO.inputIds);
   const encMask = b.signatureInput(DECODER_IO.encoderAttentionMask);
+  const decMask = b.signatureInput(DECODER_IO.decoderAttentionMask);
   const past: { key: string; value: string }[] = [];
   const cross: { key: string; value: string }[] = [];
   for (let i = 0; i < t.numDecoderLayers; i++) {
@@ -301,7 +302,12 @@ export async function buildT5DecoderGraph(ctx: LayerContext, config: Blip2Config
   const { rel, bias: posBias } = await positionBias(ctx, '/decoder/position_bias', 'decoder', qpos, kpos, t);
   const future = b.op('/decoder/causal_mask/Greater', 'Greater', [rel, b.int64([0], [])]);
   const causal = b.op('/decoder/causal_mask/Where', 'Where', [future, b.float([FLOAT32_MIN]), b.float([0])]);
-  const selfBias = b.op('/decoder/self_attention_bias/Add', 'Add', [posBias, causal]);
+  const causalBias = b.op('/decoder/self_attention_bias/Add', 'Add', [posBias, causal]);
+  // Per-row padding of the self-attention cache (requests of different lengths in one batch): [B, 1, 1, P+T].
+  const selfBias = b.op('/decoder/self_attention_bias/AddMask', 'Add', [
+    causalBias,
+    additiveMask(b, '/decoder/decoder_attention_mask', decMask),
+  ]);
   const crossBias = additiveMask(b, '/decoder/encoder_attention_mask', encMask);
 
   for (let i = 0; i < t.numDecoderLayers; i++) {
