@@ -7,6 +7,7 @@ import { parse } from '../../src/cli/args.js';
 import { ASK_USAGE } from '../../src/cli/commands/ask.js';
 import { configPath } from '../../src/cli/commands/models.js';
 import { START_USAGE } from '../../src/cli/commands/start.js';
+import { WORKER_USAGE } from '../../src/cli/commands/worker.js';
 import { loadConfig } from '../../src/config/config.js';
 import { DEFAULT_QUEUE_CAPACITY } from '../../src/engine/queue.js';
 import { resolveBlip2Config } from '../../src/model/config.js';
@@ -34,6 +35,28 @@ describe('command-line help and flags', () => {
       'SLACK_API_URL',
     ]) {
       expect(START_USAGE).toMatch(new RegExp(`^  ${name}\\s+\\S`, 'm'));
+    }
+  });
+
+  it('start --help and worker --help document the roles and the scale-out variables (issue 12)', () => {
+    expect(START_USAGE).toMatch(/--role front/);
+    for (const name of [
+      'QUEUE_URL',
+      'HEALTH_PORT',
+      'SHUTDOWN_GRACE_SECONDS',
+      'LOG_FORMAT',
+      'WORKER_CONCURRENCY',
+    ]) {
+      expect(START_USAGE).toMatch(new RegExp(`^  ${name}\\s+\\S`, 'm'));
+    }
+    for (const name of [
+      'QUEUE_URL',
+      'BLIP2_MODEL_DIR',
+      'WORKER_CONCURRENCY',
+      'HEALTH_PORT',
+      'SHUTDOWN_GRACE_SECONDS',
+    ]) {
+      expect(WORKER_USAGE).toMatch(new RegExp(`^  ${name}\\s+\\S`, 'm'));
     }
   });
 
