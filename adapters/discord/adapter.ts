@@ -74,7 +74,10 @@ export async function startDiscordAdapter(options: DiscordAdapterOptions): Promi
     });
   }
   const me = client.user!.id;
-  logger.info(`connected to Discord as ${client.user!.tag} (${client.guilds.cache.size} server(s))`);
+  const shards = client.ws.shards.size;
+  logger.info(
+    `connected to Discord as ${client.user!.tag} (${client.guilds.cache.size} server(s)${shards > 1 ? `, ${shards} shards` : ''})`,
+  );
   let fatal = false;
   client.on('shardDisconnect', (event: { code: number }) => {
     if (fatal) return;

@@ -21,5 +21,11 @@ export function createDiscordClient(config: DiscordConfig, options: { messageCon
     // Model output must never ping anyone (@everyone, roles, users).
     allowedMentions: { parse: [], repliedUser: false },
     ...(config.apiUrl ? { rest: { api: restBase(config.apiUrl) } } : {}),
+    // discord.js' own sharding: one gateway connection per shard, Discord routing each server to one of them.
+    ...(config.shards === 'auto'
+      ? { shards: 'auto' as const }
+      : config.shards
+        ? { shards: Array.from({ length: config.shards }, (_, i) => i), shardCount: config.shards }
+        : {}),
   });
 }

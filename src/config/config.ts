@@ -25,6 +25,11 @@ export interface DiscordConfig {
   apiUrl?: string;
   /** Register commands in this guild only (instant) instead of globally. */
   guildId?: string;
+  /**
+   * DISCORD_SHARDS: gateway shards this process runs with discord.js' own sharding ('auto' = as many as Discord's
+   * /gateway/bot recommends); undefined = one connection, as small bots use.
+   */
+  shards?: number | 'auto';
 }
 
 export interface WebConfig {
@@ -149,6 +154,8 @@ export const CONFIG_VARIABLES: Readonly<Record<string, string>> = {
   DISCORD_APP_ID: 'Discord application id (command registration)',
   DISCORD_API_URL: 'Discord REST base override, e.g. http://127.0.0.1:8080/api',
   DISCORD_GUILD_ID: 'register /describe in this server only',
+  DISCORD_SHARDS:
+    'auto | N: gateway shards (discord.js sharding) for bots in very many servers (default: none)',
   SLACK_BOT_TOKEN: 'Slack Bot User OAuth Token (xoxb-…); starts the Slack adapter',
   SLACK_APP_TOKEN: 'Slack app-level token (xapp-…) for Socket Mode (no public URL needed)',
   SLACK_SIGNING_SECRET: 'Slack signing secret for HTTP mode (Slack POSTs events to SLACK_PORT)',
@@ -329,12 +336,20 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
   const apiUrl = r.url('DISCORD_API_URL', ['http:', 'https:']);
   const appId = r.snowflake('DISCORD_APP_ID');
   const guildId = r.snowflake('DISCORD_GUILD_ID');
+  const shardsRaw = r.string('DISCORD_SHARDS');
+  const shards =
+    shardsRaw === undefined
+      ? undefined
+      : shardsRaw.toLowerCase() === 'auto'
+        ? ('auto' as const)
+        : r.number('DISCORD_SHARDS', 1, { min: 1, max: 1024, integer: true });
   const discord: DiscordConfig | undefined = token
     ? {
         token: token.replace(/^Bot\s+/i, ''),
         ...(appId ? { appId } : {}),
         ...(apiUrl ? { apiUrl } : {}),
         ...(guildId ? { guildId } : {}),
+        ...(shards !== undefined ? { shards } : {}),
       }
     : undefined;
 

@@ -74,6 +74,43 @@ describe('configuration', () => {
     expect(config.secrets).toEqual(['abc.def.ghi', 'Bot abc.def.ghi', 'redis://cache:6379']);
   });
 
+  it('scales out with QUEUE_URL: every store in that Redis, the worker and health settings read (issue 12)', () => {
+    const plain = parseConfig({}, '/srv');
+    expect(plain.queue).toBeUndefined();
+    expect(plain.health).toEqual({ host: '127.0.0.1' });
+    expect(plain.shutdownGraceMs).toBe(10_000);
+    expect(plain.logFormat).toBe('text');
+    const config = parseConfig(
+      {
+        QUEUE_URL: 'redis://:s3cret-password@queue.internal:6380/2',
+        WORKER_CONCURRENCY: '2',
+        HEALTH_PORT: '8081',
+        HEALTH_HOST: '0.0.0.0',
+        SHUTDOWN_GRACE_SECONDS: '30',
+        LOG_FORMAT: 'json',
+      },
+      '/srv',
+    );
+    expect(config.queue).toEqual({
+      url: 'redis://:s3cret-password@queue.internal:6380/2',
+      workerConcurrency: 2,
+    });
+    expect(config.store).toMatchObject({
+      kind: 'redis',
+      redisUrl: 'redis://:s3cret-password@queue.internal:6380/2',
+    });
+    expect(config.health).toEqual({ host: '0.0.0.0', port: 8081 });
+    expect(config.shutdownGraceMs).toBe(30_000);
+    expect(config.logFormat).toBe('json');
+    expect(config.secrets).toContain('redis://:s3cret-password@queue.internal:6380/2');
+    expect(() => parseConfig({ QUEUE_URL: 'redis://q:6379', CACHE_STORE: 'sqlite' }, '/srv')).toThrow(
+      /QUEUE_URL needs the stores in Redis too/,
+    );
+    expect(() => parseConfig({ QUEUE_URL: 'http://q', WORKER_CONCURRENCY: '0' }, '/srv')).toThrow(
+      /QUEUE_URL must be a redis: or rediss: URL[\s\S]*WORKER_CONCURRENCY=0/,
+    );
+  });
+
   it('lists every problem at once', () => {
     let error: unknown;
     try {

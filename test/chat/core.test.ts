@@ -259,7 +259,8 @@ describe('chat core', () => {
       msg({
         conversation: 'long',
         images: [new TestImage('long.png', await pngBytes(90))],
-        options: { numBeams: 1, minNewTokens: 40, maxNewTokens: 40 },
+        // Long enough to outlast the other's 100 ms even on a fast, idle machine.
+        options: { numBeams: 1, minNewTokens: 400, maxNewTokens: 400 },
       }),
       new RecordingOutput(),
     );

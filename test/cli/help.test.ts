@@ -9,6 +9,7 @@ import { CONVERT_USAGE } from '../../src/cli/commands/convert.js';
 import { configPath } from '../../src/cli/commands/models.js';
 import { PULL_USAGE } from '../../src/cli/commands/models-pull.js';
 import { START_USAGE } from '../../src/cli/commands/start.js';
+import { WORKER_USAGE } from '../../src/cli/commands/worker.js';
 import { loadConfig } from '../../src/config/config.js';
 import { DEFAULT_QUEUE_CAPACITY } from '../../src/engine/queue.js';
 import { resolveBlip2Config } from '../../src/model/config.js';
@@ -58,6 +59,28 @@ describe('command-line help and flags', () => {
     }
     expect(CONVERT_USAGE).toMatch(/int4 MatMulNBits for\s+the language model \(T5 encoder/);
     expect(CONVERT_USAGE).not.toMatch(/int8[^,.]*T5 encoder/);
+  });
+
+  it('start --help and worker --help document the roles and the scale-out variables (issue 12)', () => {
+    expect(START_USAGE).toMatch(/--role front/);
+    for (const name of [
+      'QUEUE_URL',
+      'HEALTH_PORT',
+      'SHUTDOWN_GRACE_SECONDS',
+      'LOG_FORMAT',
+      'WORKER_CONCURRENCY',
+    ]) {
+      expect(START_USAGE).toMatch(new RegExp(`^  ${name}\\s+\\S`, 'm'));
+    }
+    for (const name of [
+      'QUEUE_URL',
+      'BLIP2_MODEL_DIR',
+      'WORKER_CONCURRENCY',
+      'HEALTH_PORT',
+      'SHUTDOWN_GRACE_SECONDS',
+    ]) {
+      expect(WORKER_USAGE).toMatch(new RegExp(`^  ${name}\\s+\\S`, 'm'));
+    }
   });
 
   it('ask --help says which minimum length applies to raw --input-ids', () => {

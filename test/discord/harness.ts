@@ -3,6 +3,7 @@ import type Keyv from 'keyv';
 import { type RunningDiscordAdapter, startDiscordAdapter } from '../../adapters/discord/index.js';
 import { ChatCore } from '../../src/chat/core.js';
 import type { ChatSettings } from '../../src/chat/settings.js';
+import type { DiscordConfig } from '../../src/config/config.js';
 import { closeKeyv, createKeyv, type StoreOptions } from '../../src/storage/keyv-store.js';
 import { createLogger, type Logger } from '../../src/util/logger.js';
 import {
@@ -29,6 +30,8 @@ export async function startTestBot(
     settings?: Partial<ChatSettings>;
     /** An engine loaded once for several bots; it is left open on stop. Default: the bot loads its own. */
     sharedEngine?: EngineFixture;
+    /** More Discord settings (e.g. `shards`). */
+    discord?: Partial<DiscordConfig>;
   } = {},
 ): Promise<TestBot> {
   const store = options.store ?? { kind: 'memory' };
@@ -49,7 +52,7 @@ export async function startTestBot(
   });
   const adapter = await startDiscordAdapter({
     core,
-    config: { discord: { token: emulator.token, apiUrl: emulator.apiUrl } },
+    config: { discord: { token: emulator.token, apiUrl: emulator.apiUrl, ...options.discord } },
     logger,
     readyTimeoutMs: 10_000,
   });

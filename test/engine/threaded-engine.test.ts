@@ -30,16 +30,19 @@ describe('ThreadedEngine (the model in a worker thread)', () => {
     expect(threaded.imageKey(bytes)).toBe(local.imageKey(bytes));
     const tokens: string[] = [];
     const positions: number[] = [];
+    const other = await pngBytes(102);
+    // Long enough that the second request is sure to wait behind it.
+    const first40 = { numBeams: 1, minNewTokens: 40, maxNewTokens: 40 };
     const [first, second] = await Promise.all([
-      threaded.generate({ image: bytes, question: 'what?', options: GREEDY }),
+      threaded.generate({ image: bytes, question: 'what?', options: first40 }),
       threaded.generate({
-        image: await pngBytes(102),
+        image: other,
         options: GREEDY,
         onToken: (t) => tokens.push(t.textSoFar),
         onQueuePosition: (p) => positions.push(p),
       }),
     ]);
-    const expected = await local.generate({ image: bytes, question: 'what?', options: GREEDY });
+    const expected = await local.generate({ image: bytes, question: 'what?', options: first40 });
     expect(first.text).toBe(expected.text);
     expect(first.ids).toEqual(expected.ids);
     expect(first.imageKey).toBe(local.imageKey(bytes));

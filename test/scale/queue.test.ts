@@ -115,7 +115,8 @@ describe.skipIf(!HAS_REDIS)('the BullMQ queue between a front and a worker', () 
   });
 
   it('tells waiting requests their place in line, and cancels one that gives up', async () => {
-    const long = { numBeams: 1, minNewTokens: 400, maxNewTokens: 400 };
+    // Long enough (≥ 1 ms a step even on an idle machine) that the others are seen waiting by a 500 ms poll.
+    const long = { numBeams: 4, minNewTokens: 512, maxNewTokens: 512 };
     const running = front.generate({ image: await pngBytes(203), options: long, requestId: 'line-0' });
     await new Promise((r) => setTimeout(r, 300));
     const positions: number[][] = [[], [], []];
@@ -133,10 +134,12 @@ describe.skipIf(!HAS_REDIS)('the BullMQ queue between a front and a worker', () 
       options: GREEDY,
       requestId: 'line-gave-up',
       signal: controller.signal,
-      onQueuePosition: (p) => positions[2]!.push(p),
+      onQueuePosition: (p) => {
+        positions[2]!.push(p);
+        // It gives up while it waits.
+        controller.abort();
+      },
     });
-    await new Promise((r) => setTimeout(r, 700));
-    controller.abort();
     await expect(gaveUp).rejects.toBeInstanceOf(RequestAbortedError);
     await Promise.all([running, ...waiting]);
     // Three waited behind the running job: each was told a place from 1 to 3, and not all the same one.

@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ChannelType, GatewayIntentBits, InteractionResponseType } from 'discord.js';
-import { Gateway, type GatewaySession } from './gateway.js';
+import { Gateway, type GatewaySession, shardOf } from './gateway.js';
 import {
   dmChannel,
   type EmulatedAttachment,
@@ -60,6 +60,8 @@ export interface EmulatorOptions {
   token?: string;
   /** The application has not enabled the Message Content intent. */
   disallowMessageContent?: boolean;
+  /** What `/gateway/bot` recommends (`shards`), for clients that shard 'auto'. Default 1. */
+  recommendedShards?: number;
 }
 
 type Handler = (
@@ -72,6 +74,7 @@ export class DiscordEmulator {
   readonly token: string;
   readonly bot: EmulatedUser = user('blip2-bot', true);
   readonly appId = this.bot.id;
+  readonly recommendedShards: number;
   readonly guildId = snowflake();
   readonly users = { alice: user('alice'), bob: user('bob'), mallory: user('mallory') };
   readonly channels: { general: EmulatedChannel; noThreads: EmulatedChannel; dm: EmulatedChannel };
@@ -93,6 +96,7 @@ export class DiscordEmulator {
   private constructor(options: EmulatorOptions) {
     this.token = options.token ?? 'emulator-token.discord.local';
     this.disallowMessageContent = options.disallowMessageContent ?? false;
+    this.recommendedShards = options.recommendedShards ?? 1;
     const general = textChannel(this.guildId, 'general');
     const noThreads = textChannel(this.guildId, 'no-threads', true);
     const dm = dmChannel(this.users.alice);
@@ -112,7 +116,7 @@ export class DiscordEmulator {
     return `${this.base}/api`;
   }
 
-  get gatewayIdentifies(): { intents: number }[] {
+  get gatewayIdentifies(): { intents: number; shard: [number, number] }[] {
     return this.gateway.identifies;
   }
 
@@ -133,7 +137,7 @@ export class DiscordEmulator {
       path: '/gateway',
       token: this.token,
       disallowMessageContent: () => this.disallowMessageContent,
-      onIdentify: () => this.readyPayloads(),
+      onIdentify: (session) => this.readyPayloads(session.shard),
     });
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
     const { port } = this.server.address() as AddressInfo;
@@ -312,15 +316,16 @@ export class DiscordEmulator {
     return channel;
   }
 
-  private readyPayloads(): { ready: unknown; guilds: unknown[] } {
+  private readyPayloads(shard: [number, number]): { ready: unknown; guilds: unknown[] } {
+    const mine = shardOf(this.guildId, shard[1]) === shard[0];
     const threads = [...this.channelById.values()].filter((c) => c.type === ChannelType.PublicThread);
     const ready = {
       v: 10,
       user: { ...this.bot, verified: true, mfa_enabled: false, flags: 0 },
-      guilds: [{ id: this.guildId, unavailable: true }],
+      guilds: mine ? [{ id: this.guildId, unavailable: true }] : [],
       session_id: `session-${snowflake()}`,
       resume_gateway_url: `${this.base.replace('http', 'ws')}/gateway`,
-      shard: [0, 1],
+      shard,
       application: { id: this.appId, flags: 0 },
       private_channels: [],
       relationships: [],
@@ -370,7 +375,7 @@ export class DiscordEmulator {
       stage_instances: [],
       guild_scheduled_events: [],
     };
-    return { ready, guilds: [guild] };
+    return { ready, guilds: mine ? [guild] : [] };
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -518,7 +523,7 @@ export class DiscordEmulator {
       200,
       {
         url: `${this.base.replace('http', 'ws')}/gateway`,
-        shards: 1,
+        shards: this.recommendedShards,
         session_start_limit: { total: 1000, remaining: 999, reset_after: 14_400_000, max_concurrency: 1 },
       },
     ]);

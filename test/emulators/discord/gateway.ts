@@ -8,6 +8,13 @@ export interface GatewaySession {
   intents: number;
   identified: boolean;
   sequence: number;
+  /** `[shard id, shard count]` from IDENTIFY (`[0, 1]` when the client does not shard). */
+  shard: [number, number];
+}
+
+/** Discord's routing: a guild's events go to shard (guild_id >> 22) % count; DMs to shard 0. */
+export function shardOf(guildId: string | undefined, count: number): number {
+  return guildId ? Number((BigInt(guildId) >> 22n) % BigInt(count)) : 0;
 }
 
 export interface GatewayOptions {
@@ -22,7 +29,7 @@ export interface GatewayOptions {
 
 export class Gateway {
   readonly sessions = new Set<GatewaySession>();
-  identifies: { intents: number }[] = [];
+  identifies: { intents: number; shard: [number, number] }[] = [];
   private readonly wss: WebSocketServer;
 
   constructor(private readonly options: GatewayOptions) {
@@ -31,7 +38,7 @@ export class Gateway {
   }
 
   private accept(socket: WebSocket): void {
-    const session: GatewaySession = { socket, intents: 0, identified: false, sequence: 0 };
+    const session: GatewaySession = { socket, intents: 0, identified: false, sequence: 0, shard: [0, 1] };
     this.sessions.add(session);
     socket.on('close', () => this.sessions.delete(session));
     socket.on('message', (raw) => this.receive(session, raw.toString()));
@@ -51,18 +58,26 @@ export class Gateway {
         this.send(session, { op: GatewayOpcodes.HeartbeatAck });
         return;
       case GatewayOpcodes.Identify: {
-        const d = payload.d as { token?: string; intents?: number };
+        const d = payload.d as { token?: string; intents?: number; shard?: [number, number] };
         if (d.token !== this.options.token) {
           session.socket.close(4004, 'Authentication failed.');
           return;
         }
         const intents = Number(d.intents ?? 0);
-        this.identifies.push({ intents });
+        const shard: [number, number] = Array.isArray(d.shard)
+          ? [Number(d.shard[0]), Number(d.shard[1])]
+          : [0, 1];
+        if (!(shard[1] >= 1 && shard[0] >= 0 && shard[0] < shard[1])) {
+          session.socket.close(4010, 'Invalid shard.');
+          return;
+        }
+        this.identifies.push({ intents, shard });
         if (this.options.disallowMessageContent() && intents & GatewayIntentBits.MessageContent) {
           session.socket.close(4014, 'Disallowed intent(s).');
           return;
         }
         session.intents = intents;
+        session.shard = shard;
         session.identified = true;
         const { ready, guilds } = this.options.onIdentify(session);
         this.dispatchTo(session, 'READY', ready);
@@ -87,10 +102,15 @@ export class Gateway {
     this.send(session, { op: GatewayOpcodes.Dispatch, t: type, s: session.sequence, d: data });
   }
 
-  /** Sends an event to every identified client; `shape` may tailor it per session (intents). */
+  /**
+   * Sends an event to every identified client whose shard it belongs to (by its `guild_id`, as Discord routes);
+   * `shape` may tailor it per session (intents).
+   */
   dispatch(type: string, data: unknown, shape?: (session: GatewaySession, data: unknown) => unknown): void {
+    const guildId = (data as { guild_id?: string } | undefined)?.guild_id;
     for (const session of this.sessions) {
-      if (session.identified) this.dispatchTo(session, type, shape ? shape(session, data) : data);
+      if (!session.identified || shardOf(guildId, session.shard[1]) !== session.shard[0]) continue;
+      this.dispatchTo(session, type, shape ? shape(session, data) : data);
     }
   }
 
