@@ -2,6 +2,7 @@
  * `npm run bench -- --svg <file>`: stacked bars of the stage times per scenario (new picture, follow-up; greedy,
  * 5 beams), one bar per measured model beside the peer's figures, as plain SVG text (no plotting dependency).
  */
+import { basename } from 'node:path';
 import type { StageTimes, WorkerReport } from './worker.js';
 
 export type Scenario = 'newGreedy' | 'newBeam5' | 'followGreedy' | 'followBeam5';
@@ -62,7 +63,7 @@ export function stageBarsSvg(reports: readonly WorkerReport[], peer: PeerFigures
   const barHeight = 18;
   const gap = 4;
   const groupGap = 22;
-  const top = 72;
+  const top = 72 + 15 * (caption.split('\n').length - 1);
   const bars = reports.length + 1;
   const titleHeight = 20;
   const groupHeight = titleHeight + bars * (barHeight + gap) + groupGap;
@@ -84,7 +85,9 @@ export function stageBarsSvg(reports: readonly WorkerReport[], peer: PeerFigures
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
     `<text x="12" y="20" font-size="15" font-weight="bold">Time to answer, by stage (seconds)</text>`,
-    `<text x="12" y="38" fill="#555555">${escape(caption)}</text>`,
+    ...caption
+      .split('\n')
+      .map((line, i) => `<text x="12" y="${38 + 15 * i}" fill="#555555">${escape(line)}</text>`),
   );
   const axisBottom = top + SCENARIOS.length * groupHeight - groupGap / 2;
   for (let v = 0; v <= axisMax + 1e-9; v += step) {
@@ -101,7 +104,7 @@ export function stageBarsSvg(reports: readonly WorkerReport[], peer: PeerFigures
     for (const r of reports) {
       const t = r.scenarios[scenario];
       out.push(
-        `<text x="${labelWidth - 8}" y="${y + barHeight - 5}" text-anchor="end">${escape(`blip2-bot ${r.dtype}`)}</text>`,
+        `<text x="${labelWidth - 8}" y="${y + barHeight - 5}" text-anchor="end">${escape(`blip2-bot ${r.dtype} (${basename(r.model)})`)}</text>`,
       );
       let at = 0;
       for (const stage of STAGES) {
