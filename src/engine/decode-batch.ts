@@ -44,6 +44,8 @@ export interface BatchGraph<M> {
    */
   readonly canMerge: boolean;
   run(input: MergedStepInput<M>): Promise<{ logits: Float32Array; present: ort.Tensor[] }>;
+  /** No request is left: drop what was kept for the last layout (FlanT5's tiled cross K/V). */
+  idle?(): void;
 }
 
 /** What a request brings to the batch after its prompt was encoded. */
@@ -167,6 +169,7 @@ export class DecodeBatch<M> {
       this.#past = undefined;
       this.#pastLength = 0;
       this.#layout = [];
+      this.graph.idle?.();
       const next = this.#waiting.shift();
       if (next) this.#active.push(next);
     }

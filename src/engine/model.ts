@@ -465,6 +465,11 @@ class T5BatchGraph implements BatchGraph<T5Rows> {
     return { logits: out[DECODER_IO.logits]!.data as Float32Array, present };
   }
 
+  idle(): void {
+    this.cross = [];
+    this.encoderMask = undefined;
+  }
+
   private tile(layout: readonly LayoutEntry<T5Rows>[]): void {
     const only = layout.length === 1 && layout[0]!.rows === 1 ? layout[0]!.member : undefined;
     const width = Math.max(...layout.map((e) => e.member.mask.length));
