@@ -314,7 +314,12 @@ if (!values['skip-kernels'] && !saved) {
 console.log(lines.join('\n'));
 if (values.json && !saved) writeFileSync(values.json, `${JSON.stringify(json, null, 2)}\n`);
 if (values.svg) {
-  const caption = `${machine}; ${date}; ${tokens} new tokens, medians of ${runs} runs; peer: issue 13's figures (same machine, another run)`;
+  const streaming =
+    (saved as { streamingGBps?: { int4: number } } | undefined)?.streamingGBps ?? json.streamingGBps;
+  const speed = streaming
+    ? `; int4 weight streaming in this run ${(streaming as { int4: number }).int4.toFixed(1)} GB/s (29.4 on a quiet day)`
+    : '';
+  const caption = `${date}; ${tokens} new tokens, medians of ${runs} runs${speed}\npeer: issue 13's figures (this machine on a quiet day); goals: issue 13's`;
   writeFileSync(values.svg, stageBarsSvg(reports, HF_BF16, caption));
   console.error(`wrote ${values.svg}`);
 }

@@ -2,6 +2,7 @@
  * `npm run bench -- --svg <file>`: stacked bars of the stage times per scenario (new picture, follow-up; greedy,
  * 5 beams), one bar per measured model beside the peer's figures, as plain SVG text (no plotting dependency).
  */
+import { basename } from 'node:path';
 import type { StageTimes, WorkerReport } from './worker.js';
 
 export type Scenario = 'newGreedy' | 'newBeam5' | 'followGreedy' | 'followBeam5';
@@ -45,7 +46,7 @@ const STAGES: { name: string; color: string; ms: (t: StageTimes) => number }[] =
 ];
 const PEER_COLOR = '#c7c7c7';
 
-function escape(text: string): string {
+function xmlText(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
@@ -62,7 +63,7 @@ export function stageBarsSvg(reports: readonly WorkerReport[], peer: PeerFigures
   const barHeight = 18;
   const gap = 4;
   const groupGap = 22;
-  const top = 72;
+  const top = 72 + 15 * (caption.split('\n').length - 1);
   const bars = reports.length + 1;
   const titleHeight = 20;
   const groupHeight = titleHeight + bars * (barHeight + gap) + groupGap;
@@ -81,10 +82,13 @@ export function stageBarsSvg(reports: readonly WorkerReport[], peer: PeerFigures
 
   const out: string[] = [];
   out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12" role="img" aria-labelledby="title">`,
+    `<title id="title">Time to answer by stage: blip2-bot per format beside ${xmlText(peer.label)}</title>`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
     `<text x="12" y="20" font-size="15" font-weight="bold">Time to answer, by stage (seconds)</text>`,
-    `<text x="12" y="38" fill="#555555">${escape(caption)}</text>`,
+    ...caption
+      .split('\n')
+      .map((line, i) => `<text x="12" y="${38 + 15 * i}" fill="#555555">${xmlText(line)}</text>`),
   );
   const axisBottom = top + SCENARIOS.length * groupHeight - groupGap / 2;
   for (let v = 0; v <= axisMax + 1e-9; v += step) {
@@ -95,20 +99,20 @@ export function stageBarsSvg(reports: readonly WorkerReport[], peer: PeerFigures
   }
   SCENARIOS.forEach(([scenario, title], g) => {
     let y = top + g * groupHeight;
-    out.push(`<text x="12" y="${y + 12}" font-weight="bold">${escape(title)}</text>`);
+    out.push(`<text x="12" y="${y + 12}" font-weight="bold">${xmlText(title)}</text>`);
     y += titleHeight;
     const goal = peer.goals[scenario];
     for (const r of reports) {
       const t = r.scenarios[scenario];
       out.push(
-        `<text x="${labelWidth - 8}" y="${y + barHeight - 5}" text-anchor="end">${escape(`blip2-bot ${r.dtype}`)}</text>`,
+        `<text x="${labelWidth - 8}" y="${y + barHeight - 5}" text-anchor="end">${xmlText(`blip2-bot ${r.dtype} (${basename(r.model)})`)}</text>`,
       );
       let at = 0;
       for (const stage of STAGES) {
         const ms = stage.ms(t);
         if (ms <= 0) continue;
         out.push(
-          `<rect x="${x(at).toFixed(1)}" y="${y}" width="${(x(at + ms) - x(at)).toFixed(1)}" height="${barHeight}" fill="${stage.color}"><title>${escape(`${stage.name}: ${ms.toFixed(0)} ms`)}</title></rect>`,
+          `<rect x="${x(at).toFixed(1)}" y="${y}" width="${(x(at + ms) - x(at)).toFixed(1)}" height="${barHeight}" fill="${stage.color}"><title>${xmlText(`${stage.name}: ${ms.toFixed(0)} ms`)}</title></rect>`,
         );
         at += ms;
       }
@@ -119,7 +123,7 @@ export function stageBarsSvg(reports: readonly WorkerReport[], peer: PeerFigures
     }
     const total = peer.totals[scenario];
     out.push(
-      `<text x="${labelWidth - 8}" y="${y + barHeight - 5}" text-anchor="end">${escape(peer.label)}</text>`,
+      `<text x="${labelWidth - 8}" y="${y + barHeight - 5}" text-anchor="end">${xmlText(peer.label)}</text>`,
     );
     if (total !== undefined) {
       out.push(
@@ -145,7 +149,7 @@ export function stageBarsSvg(reports: readonly WorkerReport[], peer: PeerFigures
   ]) {
     out.push(
       `<rect x="${lx}" y="${ly - 10}" width="12" height="12" fill="${item.color}"/>`,
-      `<text x="${lx + 16}" y="${ly}">${escape(item.name)}</text>`,
+      `<text x="${lx + 16}" y="${ly}">${xmlText(item.name)}</text>`,
     );
     lx += 24 + item.name.length * 6.4;
   }

@@ -31,8 +31,6 @@ export interface MergedStepInput<M> {
   layout: readonly LayoutEntry<M>[];
   /** False when the layout (requests and their row counts) is the previous step's. */
   layoutChanged: boolean;
-  /** The step's turn for session runs: that of its oldest request. */
-  priority: number;
 }
 
 /** The model-specific half of a merged step: FlanT5's or OPT's decoder graph (model.ts). */
@@ -44,6 +42,8 @@ export interface BatchGraph<M> {
    */
   readonly canMerge: boolean;
   run(input: MergedStepInput<M>): Promise<{ logits: Float32Array; present: ort.Tensor[] }>;
+  /** No request is left: drop what was kept for the last layout (FlanT5's tiled cross K/V). */
+  idle?(): void;
 }
 
 /** What a request brings to the batch after its prompt was encoded. */
@@ -54,8 +54,6 @@ export interface JoinState<M> {
   past: readonly ort.Tensor[];
   /** OPT: the prefill's logits answer the first step without running the graph. */
   firstLogits?: Float32Array;
-  /** The request's turn for session runs (lower first); default: after everything numbered. */
-  priority?: number;
 }
 
 interface Pending {
@@ -80,7 +78,6 @@ export class BatchMember<M> implements DecoderStepper {
   firstLogits: Float32Array | undefined;
   failure: unknown;
   left = false;
-  readonly priority: number;
 
   constructor(
     private readonly batch: DecodeBatch<M>,
@@ -91,7 +88,6 @@ export class BatchMember<M> implements DecoderStepper {
     this.own = state.past;
     this.pastLength = state.past[0]?.dims[2] ?? 0;
     this.firstLogits = state.firstLogits;
-    this.priority = state.priority ?? Number.MAX_SAFE_INTEGER;
   }
 
   selectRows(rows: readonly number[]): void {
@@ -167,6 +163,7 @@ export class DecodeBatch<M> {
       this.#past = undefined;
       this.#pastLength = 0;
       this.#layout = [];
+      this.graph.idle?.();
       const next = this.#waiting.shift();
       if (next) this.#active.push(next);
     }
@@ -215,7 +212,6 @@ export class DecodeBatch<M> {
         pastMask: new ort.Tensor('int64', mask, [rows, pastLength + 1]),
         layout: layout.map((e) => ({ member: e.member.data, rows: e.rows })),
         layoutChanged: !sameLayout,
-        priority: Math.min(...members.map((m) => m.priority)),
       });
       this.#past = out.present;
       this.#pastLength = pastLength + 1;

@@ -87,8 +87,6 @@ export class Blip2Engine implements ImageQuestionEngine {
   private readonly cacheTag: string;
   /** The decode steps of every request in flight run through this one batch. */
   readonly decodeBatch: ModelDecodeBatch;
-  /** Requests numbered by arrival: the oldest in flight gets the next session run (Blip2Model.run). */
-  #arrivals = 0;
 
   private constructor(
     readonly model: Blip2Model,
@@ -153,8 +151,7 @@ export class Blip2Engine implements ImageQuestionEngine {
   private async queryEmbedsFor(
     bytes: Uint8Array,
     timings: Timings,
-    key: string,
-    priority: number,
+    key = this.imageKey(bytes),
   ): Promise<{ key: string; embeds: FloatTensor; cached: boolean }> {
     const hit = await this.cache.get(key);
     if (hit) return { key, embeds: hit, cached: true };
@@ -164,22 +161,17 @@ export class Blip2Engine implements ImageQuestionEngine {
     const queryEmbeds = await this.queryEmbedsFromPixels(
       { data: pixels.data, dims: [...pixels.dims] },
       timings,
-      priority,
     );
     await this.cache.set(key, queryEmbeds);
     return { key, embeds: queryEmbeds, cached: false };
   }
 
-  private async queryEmbedsFromPixels(
-    pixels: FloatTensor,
-    timings: Timings,
-    priority: number,
-  ): Promise<FloatTensor> {
+  private async queryEmbedsFromPixels(pixels: FloatTensor, timings: Timings): Promise<FloatTensor> {
     let t = performance.now();
-    const image = await this.model.visionEncode(pixels, priority);
+    const image = await this.model.visionEncode(pixels);
     timings.visionMs += since(t);
     t = performance.now();
-    const { queryEmbeds } = await this.model.queryEncode(image, priority);
+    const { queryEmbeds } = await this.model.queryEncode(image);
     timings.qformerMs += since(t);
     return queryEmbeds;
   }
@@ -201,10 +193,9 @@ export class Blip2Engine implements ImageQuestionEngine {
       qformerMs: timings.qformerMs,
     });
     if (await this.cache.has(key)) return { key, cached: true, timings: spent() };
-    const priority = this.#arrivals++;
     return this.queue.run(
       async () => {
-        const r = await this.queryEmbedsFor(bytes, timings, key, priority);
+        const r = await this.queryEmbedsFor(bytes, timings, key);
         return { key: r.key, cached: r.cached, timings: spent() };
       },
       options.signal ? { signal: options.signal } : {},
@@ -275,7 +266,6 @@ export class Blip2Engine implements ImageQuestionEngine {
 
   async generate(request: GenerateRequest): Promise<GenerateResult> {
     const enqueued = performance.now();
-    const priority = this.#arrivals++;
     const runOptions = {
       ...(request.signal ? { signal: request.signal } : {}),
       ...(request.timeoutMs !== undefined ? { timeoutMs: request.timeoutMs } : {}),
@@ -297,12 +287,12 @@ export class Blip2Engine implements ImageQuestionEngine {
         }
         imageCached = true;
       } else if (request.image instanceof Uint8Array) {
-        const r = await this.queryEmbedsFor(request.image, timings, this.imageKey(request.image), priority);
+        const r = await this.queryEmbedsFor(request.image, timings);
         embeds = r.embeds;
         imageCached = r.cached;
         imageKey = r.key;
       } else if (request.image) {
-        embeds = await this.queryEmbedsFromPixels(request.image.pixelValues, timings, priority);
+        embeds = await this.queryEmbedsFromPixels(request.image.pixelValues, timings);
       }
       signal.throwIfAborted();
 
@@ -319,13 +309,13 @@ export class Blip2Engine implements ImageQuestionEngine {
       }
 
       let mark = performance.now();
-      const state = await this.model.encode(embeds, inputIds, priority);
+      const state = await this.model.encode(embeds, inputIds);
       timings.encoderMs = since(mark);
       signal.throwIfAborted();
 
       mark = performance.now();
       const onToken = request.onToken;
-      const member = this.decodeBatch.join(state, priority);
+      const member = this.decodeBatch.join(state);
       let result: Awaited<ReturnType<typeof generateTokens>>;
       try {
         result = await generateTokens(member, options, {

@@ -116,8 +116,7 @@ export type EncoderState = T5EncoderState | OptPrefillState;
 export interface ModelDecodeBatch {
   /** The batch itself (its `stats` and `graph.canMerge`). */
   readonly batch: DecodeBatch<T5Rows> | DecodeBatch<undefined>;
-  /** `priority`: the request's turn for session runs (lower first; see `Blip2Model.run`). */
-  join(state: EncoderState, priority?: number): BatchMember<unknown>;
+  join(state: EncoderState): BatchMember<unknown>;
 }
 
 /** Every output of one OPT prefill, for `inspect` and parity checks. */
@@ -140,10 +139,7 @@ export class Blip2Model {
     opt: 0,
   };
 
-  /** Session runs waiting for their turn (see `run`). */
-  readonly #waiting: { priority: number; order: number; start(): void }[] = [];
-  #busy = false;
-  #order = 0;
+  #lastRun: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly dir: string,
@@ -217,64 +213,34 @@ export class Blip2Model {
     }
   }
 
-  /**
-   * One session run at a time: onnxruntime spreads each run over every core. The engine's requests in flight (an
-   * encoder here, a merged decode step there) take turns between runs, the lowest `priority` first (the engine
-   * numbers requests by arrival, so the oldest request is never held up by more than one run of a newer one;
-   * without a priority, call order).
-   */
-  private run(
+  private async run(
     name: GraphName,
     feeds: Record<string, ort.Tensor>,
-    priority: number = Number.MAX_SAFE_INTEGER,
   ): Promise<ort.InferenceSession.ReturnType> {
     const session = this.sessions[name];
-    if (!session)
-      return Promise.reject(new Error(`this ${this.config.languageModel} model has no ${name} graph`));
+    if (!session) throw new Error(`this ${this.config.languageModel} model has no ${name} graph`);
     this.runs[name]++;
-    return new Promise((resolve, reject) => {
-      this.#waiting.push({
-        priority,
-        order: this.#order++,
-        start: () => {
-          session
-            .run(feeds)
-            .then(resolve, reject)
-            .finally(() => {
-              this.#busy = false;
-              this.#startNext();
-            });
-        },
-      });
-      this.#startNext();
-    });
-  }
-
-  #startNext(): void {
-    if (this.#busy || this.#waiting.length === 0) return;
-    let best = 0;
-    for (let i = 1; i < this.#waiting.length; i++) {
-      const a = this.#waiting[i]!;
-      const b = this.#waiting[best]!;
-      if (a.priority < b.priority || (a.priority === b.priority && a.order < b.order)) best = i;
-    }
-    const [next] = this.#waiting.splice(best, 1);
-    this.#busy = true;
-    next!.start();
+    // One session run at a time, in call order: onnxruntime spreads each run over every core, and the engine's
+    // requests in flight (an encoder here, a merged decode step there) take turns between runs.
+    const result = this.#lastRun.then(() => session.run(feeds));
+    this.#lastRun = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
   }
 
   /** pixel_values [1,3,H,W] → HF `vision_model(...).last_hidden_state`. */
-  async visionEncode(pixels: FloatTensor, priority?: number): Promise<FloatTensor> {
-    const out = await this.run('vision', { [VISION_IO.pixelValues]: floatTensor(pixels) }, priority);
+  async visionEncode(pixels: FloatTensor): Promise<FloatTensor> {
+    const out = await this.run('vision', { [VISION_IO.pixelValues]: floatTensor(pixels) });
     return toFloat(out[VISION_IO.imageEmbeds], VISION_IO.imageEmbeds);
   }
 
   /** image embeddings → Q-Former output and its projection into the language model's embedding space. */
   async queryEncode(
     imageEmbeds: FloatTensor,
-    priority?: number,
   ): Promise<{ qformerOutput: FloatTensor; queryEmbeds: FloatTensor }> {
-    const out = await this.run('qformer', { [QFORMER_IO.imageEmbeds]: floatTensor(imageEmbeds) }, priority);
+    const out = await this.run('qformer', { [QFORMER_IO.imageEmbeds]: floatTensor(imageEmbeds) });
     return {
       qformerOutput: toFloat(out[QFORMER_IO.qformerOutput], QFORMER_IO.qformerOutput),
       queryEmbeds: toFloat(out[QFORMER_IO.queryEmbeds], QFORMER_IO.queryEmbeds),
@@ -285,32 +251,24 @@ export class Blip2Model {
    * The prompt, once per request: FlanT5 runs its encoder over [query embeddings; prompt] and the decoder's cross
    * K/V; OPT runs its prefill over the same sequence and keeps the KV cache and the last position's logits.
    */
-  async encode(
-    queryEmbeds: FloatTensor | undefined,
-    inputIds: readonly number[],
-    priority?: number,
-  ): Promise<EncoderState> {
+  async encode(queryEmbeds: FloatTensor | undefined, inputIds: readonly number[]): Promise<EncoderState> {
     if (this.config.languageModel === 'opt') {
       const query = queryEmbeds?.dims[1] ?? 0;
       const mask = new Array<number>(query + inputIds.length).fill(1);
-      const out = await this.optForward(queryEmbeds, inputIds, 1, priority);
+      const out = await this.optForward(queryEmbeds, inputIds, 1);
       return { kind: 'opt', mask, past: out.past, logits: out.logits.data };
     }
     const d = languageModelWidth(this.config);
     const query = queryEmbeds ?? { data: new Float32Array(0), dims: [1, 0, d] };
     const total = (query.dims[1] ?? 0) + inputIds.length;
     const mask = new Array<number>(total).fill(1);
-    const out = await this.run(
-      'encoder',
-      {
-        [ENCODER_IO.queryEmbeds]: floatTensor(query),
-        [ENCODER_IO.inputIds]: int64Tensor(inputIds, [1, inputIds.length]),
-        [ENCODER_IO.attentionMask]: int64Tensor(mask, [1, total]),
-      },
-      priority,
-    );
+    const out = await this.run('encoder', {
+      [ENCODER_IO.queryEmbeds]: floatTensor(query),
+      [ENCODER_IO.inputIds]: int64Tensor(inputIds, [1, inputIds.length]),
+      [ENCODER_IO.attentionMask]: int64Tensor(mask, [1, total]),
+    });
     const hidden = toFloat(out[ENCODER_IO.hiddenStates], ENCODER_IO.hiddenStates);
-    const kv = await this.run('crossKv', { [CROSS_KV_IO.hiddenStates]: floatTensor(hidden) }, priority);
+    const kv = await this.run('crossKv', { [CROSS_KV_IO.hiddenStates]: floatTensor(hidden) });
     const cross: ort.Tensor[] = [];
     for (let i = 0; i < t5Config(this.config).numDecoderLayers; i++) {
       cross.push(kv[CROSS_KV_IO.key(i)]!, kv[CROSS_KV_IO.value(i)]!);
@@ -323,7 +281,6 @@ export class Blip2Model {
     queryEmbeds: FloatTensor | undefined,
     inputIds: readonly number[],
     numLogits: number,
-    priority?: number,
   ): Promise<OptForward> {
     const t = this.optConfig();
     const query = queryEmbeds ?? { data: new Float32Array(0), dims: [1, 0, t.hiddenSize] };
@@ -339,7 +296,7 @@ export class Blip2Model {
       feeds[OPT_IO.pastKey(i)] = empty;
       feeds[OPT_IO.pastValue(i)] = empty;
     }
-    const out = await this.run('opt', feeds, priority);
+    const out = await this.run('opt', feeds);
     const past: ort.Tensor[] = [];
     for (let i = 0; i < t.numLayers; i++) past.push(out[OPT_IO.presentKey(i)]!, out[OPT_IO.presentValue(i)]!);
     return {
@@ -364,14 +321,9 @@ export class Blip2Model {
       const batch = new DecodeBatch(new OptBatchGraph(this));
       return {
         batch,
-        join: (state, priority) => {
+        join: (state) => {
           if (state.kind !== 'opt') throw new Error('an OPT model decodes OPT prefill states only');
-          return batch.join({
-            data: undefined,
-            past: state.past,
-            firstLogits: state.logits,
-            ...(priority !== undefined ? { priority } : {}),
-          });
+          return batch.join({ data: undefined, past: state.past, firstLogits: state.logits });
         },
       };
     }
@@ -383,13 +335,9 @@ export class Blip2Model {
     const past = Array.from({ length: 2 * t.numDecoderLayers }, () => empty);
     return {
       batch,
-      join: (state, priority) => {
+      join: (state) => {
         if (state.kind !== 't5') throw new Error('a FlanT5 model decodes FlanT5 encoder states only');
-        return batch.join({
-          data: { cross: state.cross, mask: state.mask },
-          past,
-          ...(priority !== undefined ? { priority } : {}),
-        });
+        return batch.join({ data: { cross: state.cross, mask: state.mask }, past });
       },
     };
   }
@@ -400,13 +348,13 @@ export class Blip2Model {
   }
 
   /** @internal used by the OPT stepper */
-  runOpt(feeds: Record<string, ort.Tensor>, priority?: number): Promise<ort.InferenceSession.ReturnType> {
-    return this.run('opt', feeds, priority);
+  runOpt(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
+    return this.run('opt', feeds);
   }
 
   /** @internal used by the stepper */
-  runDecoder(feeds: Record<string, ort.Tensor>, priority?: number): Promise<ort.InferenceSession.ReturnType> {
-    return this.run('decoder', feeds, priority);
+  runDecoder(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
+    return this.run('decoder', feeds);
   }
 
   /** Flushes onnxruntime profiles (when loaded with `profileDir`). */
@@ -457,12 +405,17 @@ class T5BatchGraph implements BatchGraph<T5Rows> {
       feeds[DECODER_IO.crossKey(i)] = this.cross[2 * i]!;
       feeds[DECODER_IO.crossValue(i)] = this.cross[2 * i + 1]!;
     }
-    const out = await this.model.runDecoder(feeds, input.priority);
+    const out = await this.model.runDecoder(feeds);
     const present: ort.Tensor[] = [];
     for (let i = 0; i < this.layers; i++) {
       present.push(out[DECODER_IO.presentKey(i)]!, out[DECODER_IO.presentValue(i)]!);
     }
     return { logits: out[DECODER_IO.logits]!.data as Float32Array, present };
+  }
+
+  idle(): void {
+    this.cross = [];
+    this.encoderMask = undefined;
   }
 
   private tile(layout: readonly LayoutEntry<T5Rows>[]): void {
@@ -535,7 +488,7 @@ class OptBatchGraph implements BatchGraph<undefined> {
       feeds[OPT_IO.pastKey(i)] = input.past[2 * i]!;
       feeds[OPT_IO.pastValue(i)] = input.past[2 * i + 1]!;
     }
-    const out = await this.model.runOpt(feeds, input.priority);
+    const out = await this.model.runOpt(feeds);
     const present: ort.Tensor[] = [];
     for (let i = 0; i < this.t.numLayers; i++) {
       present.push(out[OPT_IO.presentKey(i)]!, out[OPT_IO.presentValue(i)]!);

@@ -23,6 +23,8 @@ export interface EngineFixtureOptions {
   /** Where the image cache lives; memory by default. */
   store?: StoreOptions;
   queueCapacity?: number;
+  /** Requests in flight at once (engine default 8); 1 here unless a test asks. */
+  batchRequests?: number;
 }
 
 /** Delegates to the engine and records what it did, so tests can see cache hits and vision runs. */
@@ -97,6 +99,9 @@ async function loadEngine(options: EngineFixtureOptions): Promise<ImageQuestionE
   return Blip2Engine.load(await ensureDemoModel(), {
     store: options.store ?? { kind: 'memory' },
     queueCapacity: options.queueCapacity ?? 20,
+    // One request at a time (the engine's default lets 8 decode together): a handful of requests then queue, so
+    // the core's queue notices and "busy" answers can be seen.
+    batchRequests: options.batchRequests ?? 1,
   });
 }
 
