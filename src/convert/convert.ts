@@ -34,6 +34,7 @@ import {
   type PrecisionManifest,
   policyReason,
 } from '../model/precision.js';
+import { processAlive } from '../util/process-alive.js';
 import { buildOptGraph } from './graphs/opt.js';
 import { buildQFormerGraph } from './graphs/qformer.js';
 import { buildT5CrossKvGraph, buildT5DecoderGraph, buildT5EncoderGraph } from './graphs/t5.js';
@@ -217,7 +218,12 @@ async function removeStalePartials(out: string): Promise<void> {
   const parent = dirname(out);
   const prefix = `${basename(out)}.partial-`;
   for (const entry of await readdir(parent).catch(() => [] as string[])) {
-    if (entry.startsWith(prefix)) await rm(join(parent, entry), { recursive: true, force: true });
+    if (!entry.startsWith(prefix)) continue;
+    // Another process converting into the same place at this moment (two workers writing the demo model on a
+    // fresh machine) owns its partial dir: only a dead process's leftovers are stale.
+    const pid = Number(/^(?:old-)?(\d+)-/.exec(entry.slice(prefix.length))?.[1]);
+    if (pid && pid !== process.pid && processAlive(pid)) continue;
+    await rm(join(parent, entry), { recursive: true, force: true });
   }
 }
 

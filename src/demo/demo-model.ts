@@ -4,12 +4,14 @@
  */
 
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, sep } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { CONVERTER_VERSION, convertCheckpoint, readManifest } from '../convert/convert.js';
 import { writeTinyCheckpoint } from '../convert/synthetic.js';
+import { processAlive } from '../util/process-alive.js';
 
 export const DEMO_SEED = 2024;
 export const DEMO_NOTICE =
@@ -47,16 +49,57 @@ export async function ensureDemoModel(
   dir: string = DEFAULT_DEMO_DIR,
   options: { force?: boolean } = {},
 ): Promise<string> {
-  const existing = await readManifest(dir);
-  // A demo model from an older converter is rebuilt: it takes a fraction of a second and its graphs may differ.
-  if (existing?.demo && existing.converterVersion === CONVERTER_VERSION && !options.force) return dir;
-  const work = await mkdtemp(join(tmpdir(), 'blip2-demo-'));
-  try {
-    const source = join(work, 'blip2-demo');
-    await writeTinyCheckpoint(source, DEMO_SEED);
-    await convertCheckpoint(source, dir, { dtype: 'fp32', demo: true, force: true });
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  if (!options.force && (await isCurrentDemo(dir))) return dir;
+  // Several processes may start on a fresh machine at once (a front and workers): one writes, the others wait for
+  // it, so nobody loads a model another is replacing.
+  await withLock(`${dir}.lock`, async () => {
+    if (!options.force && (await isCurrentDemo(dir))) return;
+    const work = await mkdtemp(join(tmpdir(), 'blip2-demo-'));
+    try {
+      const source = join(work, 'blip2-demo');
+      await writeTinyCheckpoint(source, DEMO_SEED);
+      await convertCheckpoint(source, dir, { dtype: 'fp32', demo: true, force: true });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
   return dir;
+}
+
+/** A demo model from an older converter is rebuilt: it takes a fraction of a second and its graphs may differ. */
+async function isCurrentDemo(dir: string): Promise<boolean> {
+  const existing = await readManifest(dir);
+  return Boolean(existing?.demo && existing.converterVersion === CONVERTER_VERSION);
+}
+
+const LOCK_WAIT_MS = 120_000;
+
+/** Runs `fn` holding an exclusive lock file (its content: the holder's pid); a dead holder's lock is taken over. */
+async function withLock(lock: string, fn: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  await mkdir(dirname(lock), { recursive: true });
+  for (;;) {
+    try {
+      await writeFile(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const holder = Number(await readFile(lock, 'utf8').catch(() => ''));
+      if (holder && !processAlive(holder)) {
+        await rm(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(
+          `another process (pid ${holder}) has been writing the demo model for 2 minutes: ${lock}`,
+        );
+      }
+      await sleep(100);
+    }
+  }
+  try {
+    await fn();
+  } finally {
+    await rm(lock, { force: true });
+  }
 }

@@ -15,7 +15,8 @@ describe('ThreadedEngine (the model in a worker thread)', () => {
 
   beforeAll(async () => {
     const dir = await ensureDemoModel();
-    threaded = await ThreadedEngine.load(dir, { store: { kind: 'memory' } });
+    // One request at a time, so the second one waits and hears its place in line (batching would run both).
+    threaded = await ThreadedEngine.load(dir, { store: { kind: 'memory' }, batchRequests: 1 });
     local = await Blip2Engine.load(dir, { store: { kind: 'memory' } });
   });
   afterAll(async () => {
