@@ -30,6 +30,7 @@ import {
   StoreUnavailableError,
 } from '../../storage/keyv-store.js';
 import { createLogger, type Logger } from '../../util/logger.js';
+import { stopRequested } from '../stop-requested.js';
 
 export const START_USAGE = `Usage: blip2-bot start [--local] [--role all|front]
 
@@ -122,27 +123,6 @@ async function loadEngine(
       `cache: ${describeStore(config.store)}`,
   );
   return engine;
-}
-
-/** Resolves on SIGINT/SIGTERM or when `signal` aborts; `cleanup` removes the handlers. */
-function stopRequested(signal: AbortSignal | undefined): { promise: Promise<string>; cleanup(): void } {
-  let cleanup = () => {};
-  const promise = new Promise<string>((resolve) => {
-    const onSignal = (name: string) => () => resolve(name);
-    const onInt = onSignal('SIGINT');
-    const onTerm = onSignal('SIGTERM');
-    const onAbort = () => resolve('stop');
-    process.once('SIGINT', onInt);
-    process.once('SIGTERM', onTerm);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    if (signal?.aborted) resolve('stop');
-    cleanup = () => {
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
-      signal?.removeEventListener('abort', onAbort);
-    };
-  });
-  return { promise, cleanup: () => cleanup() };
 }
 
 /** An adapter that lost its platform for good after start-up (Discord's fatal gateway closes). */

@@ -15,6 +15,7 @@ import { type RunningWorker, startAnswerWorker } from '../../scale/answer-worker
 import { type HealthServer, startHealthServer } from '../../scale/health.js';
 import { connectRedis, describeRedis, QueueUnavailableError } from '../../scale/redis.js';
 import { createLogger } from '../../util/logger.js';
+import { stopRequested } from '../stop-requested.js';
 import type { StartDeps } from './start.js';
 
 const WORKER_VARIABLES = [
@@ -72,11 +73,7 @@ export async function workerCommand(argv: string[], deps: StartDeps = {}): Promi
     secrets: config.secrets,
     format: config.logFormat,
   }).child('worker', { pid: process.pid });
-  const stop = new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-    deps.signal?.addEventListener('abort', () => resolve('stop'), { once: true });
-  });
+  const stop = stopRequested(deps.signal);
 
   let redis: Redis | undefined;
   let engine: ThreadedEngine | undefined;
@@ -122,7 +119,7 @@ export async function workerCommand(argv: string[], deps: StartDeps = {}): Promi
     logger.info(
       `model ${engine.modelId} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; taking jobs from ${describeRedis(queue.url)}`,
     );
-    const reason = await stop;
+    const reason = await stop.promise;
     stopping = true;
     logger.info(`stopping (${reason}): finishing running jobs for up to ${config.shutdownGraceMs / 1000} s`);
   } catch (err) {
@@ -141,6 +138,7 @@ export async function workerCommand(argv: string[], deps: StartDeps = {}): Promi
     await engine?.close().catch((err) => logger.warn('closing the engine failed', err));
     redis?.disconnect();
     await health?.close();
+    stop.cleanup();
   }
   return exitCode;
 }
