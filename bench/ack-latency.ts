@@ -8,18 +8,18 @@
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { ensureDemoModel } from '../src/demo/demo-model.js';
 import type { ImageQuestionEngine } from '../src/engine/api.js';
 import { Blip2Engine } from '../src/engine/engine.js';
 import { ThreadedEngine } from '../src/engine/threaded-engine.js';
-import { median, table } from './util.js';
+import { benchArgs, median, table } from './util.js';
 
 const XL = '/work/big-xl/mixed';
-const { values } = parseArgs({
-  options: { model: { type: 'string' }, runs: { type: 'string', default: '3' } },
-});
+const { values } = benchArgs(
+  { model: { type: 'string' }, runs: { type: 'string', default: '3' } },
+  'Usage: npm run bench:ack -- [--model <model-dir>] [--runs 3]',
+);
 const modelDir = values.model ?? (existsSync(`${XL}/manifest.json`) ? XL : await ensureDemoModel());
 const runs = Math.max(1, Number(values.runs) || 3);
 

@@ -10,13 +10,14 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { ort } from '../src/engine/ort.js';
 import { GRAPH_FILES, type GraphName } from '../src/model/graph-io.js';
-import { table } from './util.js';
+import { benchArgs, table } from './util.js';
 
-const { values } = parseArgs({
-  options: {
+const USAGE =
+  'Usage: npm run bench:cold -- --model <model-dir> [--variants default,extended,basic,no-prepack,optimized-cache] [--cold]';
+const { values } = benchArgs(
+  {
     model: { type: 'string' },
     variants: { type: 'string' },
     cold: { type: 'boolean' },
@@ -24,7 +25,8 @@ const { values } = parseArgs({
     'cache-dir': { type: 'string' },
     'write-cache': { type: 'boolean' },
   },
-});
+  USAGE,
+);
 
 type Variant = 'default' | 'extended' | 'basic' | 'no-prepack' | 'optimized-cache';
 const VARIANTS: Variant[] = ['default', 'extended', 'basic', 'no-prepack', 'optimized-cache'];
@@ -145,14 +147,17 @@ if (values.child) {
   await child(values.model!, values.child as Variant);
 } else {
   if (!values.model) {
-    console.error(
-      'Usage: npm run bench:cold -- --model <model-dir> [--variants default,extended,basic,no-prepack,optimized-cache] [--cold]',
-    );
+    console.error(USAGE);
     process.exit(2);
   }
   const model = values.model;
   const variants = (values.variants?.split(',') ?? VARIANTS) as Variant[];
-  for (const v of variants) if (!VARIANTS.includes(v)) throw new Error(`unknown variant ${v}`);
+  for (const v of variants) {
+    if (!VARIANTS.includes(v)) {
+      console.error(`bench:cold: unknown setting ${v} (one of ${VARIANTS.join(', ')})`);
+      process.exit(2);
+    }
+  }
   const cacheDir = `${model.replace(/\/$/, '')}.optimized`;
   const rows: string[][] = [];
   let cold = values.cold ?? false;

@@ -17,17 +17,18 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { createSession, ort } from '../src/engine/ort.js';
 import { resolveBlip2Config } from '../src/model/config.js';
 import { DECODER_IO } from '../src/model/graph-io.js';
 import { readManifest } from '../src/model/manifest.js';
 import { graphFormat } from '../src/model/precision.js';
-import { seededNormalArray, table } from './util.js';
+import { benchArgs, seededNormalArray, table } from './util.js';
 import { decoderStepBytes } from './work.js';
 
-const { values } = parseArgs({
-  options: {
+const USAGE =
+  'Usage: npm run bench:step -- --model <model-dir> [--rows 1,5] [--past 10] [--encoder 43] [--runs 15] [--json out.json]';
+const { values } = benchArgs(
+  {
     model: { type: 'string' },
     rows: { type: 'string' },
     past: { type: 'string' },
@@ -35,11 +36,10 @@ const { values } = parseArgs({
     runs: { type: 'string' },
     json: { type: 'string' },
   },
-});
+  USAGE,
+);
 if (!values.model) {
-  console.error(
-    'Usage: npm run bench:step -- --model <model-dir> [--rows 1,5] [--past 10] [--encoder 43] [--runs 15] [--json out.json]',
-  );
+  console.error(USAGE);
   process.exit(2);
 }
 const modelDir = values.model;

@@ -5,12 +5,11 @@
  * `{ requests, answered, lost, duplicated, p50Ms, p95Ms, maxMs, throughputPerMinute, workers, workerKilled }`.
  */
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { hasRedisServer, runLoadTest } from './load-run.js';
-import { table } from './util.js';
+import { benchArgs, table } from './util.js';
 
-const { values } = parseArgs({
-  options: {
+const { values } = benchArgs(
+  {
     fronts: { type: 'string', default: '1' },
     workers: { type: 'string', default: '2' },
     requests: { type: 'string', default: '200' },
@@ -19,7 +18,9 @@ const { values } = parseArgs({
     model: { type: 'string' },
     concurrency: { type: 'string', default: '8' },
   },
-});
+  'Usage: npm run bench:load -- [--fronts 1] [--workers 2] [--requests 200] [--kill-worker] [--json out.json]\n' +
+    '                             [--model <model-dir>] [--concurrency 8]',
+);
 
 const count = (name: string, raw: string | undefined, min: number) => {
   const n = Number(raw);

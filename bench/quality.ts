@@ -3,16 +3,15 @@
  * float32 at full size. Each dump is `blip2-bot inspect --out` on the same image; prints cosine similarity and
  * max abs difference per tensor, and whether step-0 greedy picks the same token.
  */
-import { parseArgs } from 'node:util';
 import { readSafetensorsFile } from '../src/convert/safetensors.js';
-import { table } from './util.js';
+import { benchArgs, table } from './util.js';
 
-const { values, positionals } = parseArgs({
-  options: { reference: { type: 'string' } },
+const USAGE = 'Usage: npm run bench:quality -- --reference fp32.safetensors int8.safetensors [more dumps]';
+const { values, positionals } = benchArgs({ reference: { type: 'string' } }, USAGE, {
   allowPositionals: true,
 });
 if (!values.reference || positionals.length === 0) {
-  console.error('Usage: npm run bench:quality -- --reference fp32.safetensors int8.safetensors [more dumps]');
+  console.error(USAGE);
   process.exit(2);
 }
 

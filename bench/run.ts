@@ -12,19 +12,22 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { resolveBlip2Config } from '../src/model/config.js';
 import type { WeightFormat } from '../src/model/graph-io.js';
 import { readManifest } from '../src/model/manifest.js';
 import { graphFormat } from '../src/model/precision.js';
 import { type KernelKind, type KernelResult, measureKernel } from './kernels.js';
 import { HF_BF16, stageBarsSvg } from './svg.js';
-import { table } from './util.js';
+import { benchArgs, table } from './util.js';
 import { decoderStepBytes, encoderFlops, visionFlops } from './work.js';
 import type { StageTimes, WorkerReport } from './worker.js';
 
-const { values } = parseArgs({
-  options: {
+const USAGE =
+  'Usage: npm run bench -- --model <model-dir> [--model <dir> ...] [--runs 3] [--tokens 10] [--concurrency 1,4,8|none]\n' +
+  '                        [--threads N] [--skip-kernels] [--profile] [--json out.json] [--svg out.svg]\n' +
+  '       npm run bench -- --from out.json --svg out.svg      (redraw the picture of a saved run)';
+const { values } = benchArgs(
+  {
     model: { type: 'string', multiple: true },
     runs: { type: 'string' },
     tokens: { type: 'string' },
@@ -36,12 +39,10 @@ const { values } = parseArgs({
     'skip-kernels': { type: 'boolean' },
     profile: { type: 'boolean' },
   },
-});
+  USAGE,
+);
 if (!values.model?.length && !values.from) {
-  console.error(
-    'Usage: npm run bench -- --model <model-dir> [--model <dir> ...] [--runs 3] [--tokens 10] [--concurrency 1,4,8|none] [--json out.json] [--svg out.svg]\n' +
-      '       npm run bench -- --from out.json --svg out.svg      (redraw the picture of a saved run)',
-  );
+  console.error(USAGE);
   process.exit(2);
 }
 interface SavedRun {

@@ -1,5 +1,29 @@
 /** Small helpers shared by the benchmark scripts. */
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { Rng } from '../src/util/random.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * A benchmark script's flags: `--help` prints its usage and exits 0; an unknown or malformed flag prints what was
+ * wrong and the usage, and exits 2 (not node's stack trace).
+ */
+export function benchArgs<const O extends Options>(
+  options: O,
+  usage: string,
+  config: { allowPositionals?: boolean } = {},
+): ReturnType<typeof parseArgs<{ options: O; allowPositionals: boolean }>> {
+  if (process.argv.slice(2).some((a) => a === '--help' || a === '-h')) {
+    console.log(usage);
+    process.exit(0);
+  }
+  try {
+    return parseArgs({ options, allowPositionals: config.allowPositionals ?? false });
+  } catch (error) {
+    console.error(`${(error as Error).message}\n\n${usage}`);
+    process.exit(2);
+  }
+}
 
 export function seededNormalArray(length: number, std: number, seed: number): Float32Array {
   const rng = new Rng(seed);
