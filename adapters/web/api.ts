@@ -24,7 +24,8 @@ import {
   writeEvent,
 } from './http.js';
 import { bytesImage, decodeBase64 } from './images.js';
-import type { ThreadStore, ThreadTurn } from './threads.js';
+import { webResumeTarget } from './resume.js';
+import { type ThreadStore, threadTurn } from './threads.js';
 
 export interface ApiContext {
   core: ChatCore;
@@ -221,15 +222,7 @@ export class ConversationApi {
   }
 
   private async record(id: string, answered: Answered): Promise<void> {
-    const turn: ThreadTurn = {
-      question: answered.task === 'question' ? answered.question : null,
-      answer: answered.answer.trim(),
-      notes: answered.notes,
-      timings: answered.result.timings,
-      imageCached: answered.result.imageCached,
-      at: new Date().toISOString(),
-    };
-    await this.ctx.threads.append(id, answered.imageName, turn);
+    await this.ctx.threads.append(id, answered.imageName, threadTurn(answered));
   }
 
   async create(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -243,6 +236,7 @@ export class ConversationApi {
           ...(input.options ? { options: input.options } : {}),
         }),
         hooks,
+        webResumeTarget(id),
       );
       await this.record(id, answered);
       return answerBody(id, answered, this.ctx.engine.demo);
@@ -262,6 +256,7 @@ export class ConversationApi {
         this.ctx.core,
         this.message(req, id, question, options ? { options } : {}),
         hooks,
+        webResumeTarget(id),
       );
       await this.record(id, answered);
       return answerBody(id, answered, this.ctx.engine.demo);
