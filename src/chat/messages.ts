@@ -8,7 +8,7 @@ export const messages = {
   noPicture: 'Send me a picture first, then ask about it (or ask nothing for a caption).',
   shuttingDown: 'The bot is restarting. Please ask again in a minute.',
   /** Heads an answer (or a refusal) delivered by another process because the one that took the message died. */
-  resumed: '(The bot restarted while answering you; here is your answer.)',
+  resumed: '(The bot restarted while working on your message.)',
   lostInRestart: 'The bot restarted while answering you, and your request was lost. Please ask again.',
   timeout: 'Sorry, that took too long and was cancelled. Please try again.',
   expired: "I don't have that picture anymore (it expired from my memory). Please send it again.",

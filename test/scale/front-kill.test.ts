@@ -14,7 +14,7 @@ import { OWED_KEY } from '../../src/scale/jobs.js';
 import { redisOptions } from '../../src/scale/redis.js';
 import { closeKeyv, createKeyv } from '../../src/storage/keyv-store.js';
 import { pngBytes } from '../chat/images.js';
-import { HAS_REDIS, openRedis, REDIS_SKIP_REASON } from './redis-fixture.js';
+import { HAS_REDIS, openRedis, queuedOwed, REDIS_SKIP_REASON } from './redis-fixture.js';
 
 const GREEDY = { numBeams: 1, maxNewTokens: 6 };
 
@@ -91,10 +91,7 @@ describe.skipIf(!HAS_REDIS)('a front killed outright', () => {
       (res) => res.status,
       () => 'connection lost' as const,
     );
-    for (let i = 0; i < 500 && (await redis.hlen(OWED_KEY)) === 0; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    expect(await redis.hlen(OWED_KEY)).toBe(1);
+    expect(await queuedOwed(redis, 1)).toBe(1);
     a.child.kill('SIGKILL');
     // Front A never answered: its HTTP request died with it.
     expect(await asked).toBe('connection lost');
