@@ -37,6 +37,12 @@ export interface ApiContext {
   isClosing(): boolean;
 }
 
+/**
+ * A new conversation's id, sent with the first event of a stream: should the front die before the answer, the
+ * client still knows the thread that another front records the answer in (scaled out).
+ */
+const CONVERSATION_HEADER = (id: string) => ({ 'x-conversation-id': id });
+
 /** Room for the form fields and JSON around the picture. */
 const ENVELOPE_BYTES = 64 * 1024;
 const FOLLOW_UP_BYTES = 64 * 1024;
@@ -172,6 +178,7 @@ async function respond(
   req: IncomingMessage,
   res: ServerResponse,
   work: (hooks: AskHooks) => Promise<unknown>,
+  streamHeaders: Record<string, string> = {},
 ): Promise<void> {
   if (!wantsStream(req)) {
     sendJson(res, 200, await work({}));
@@ -179,7 +186,7 @@ async function respond(
   }
   let started = false;
   const start = () => {
-    if (!started) startEventStream(res);
+    if (!started) startEventStream(res, streamHeaders);
     started = true;
   };
   try {
@@ -228,19 +235,24 @@ export class ConversationApi {
   async create(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const input = await readNewConversation(req, this.ctx.maxImageBytes);
     const id = randomUUID();
-    await respond(req, res, async (hooks) => {
-      const answered = await ask(
-        this.ctx.core,
-        this.message(req, id, input.question, {
-          images: [input.image],
-          ...(input.options ? { options: input.options } : {}),
-        }),
-        hooks,
-        webResumeTarget(id),
-      );
-      await this.record(id, answered);
-      return answerBody(id, answered, this.ctx.engine.demo);
-    });
+    await respond(
+      req,
+      res,
+      async (hooks) => {
+        const answered = await ask(
+          this.ctx.core,
+          this.message(req, id, input.question, {
+            images: [input.image],
+            ...(input.options ? { options: input.options } : {}),
+          }),
+          hooks,
+          webResumeTarget(id),
+        );
+        await this.record(id, answered);
+        return answerBody(id, answered, this.ctx.engine.demo);
+      },
+      CONVERSATION_HEADER(id),
+    );
   }
 
   async followUp(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {

@@ -43,9 +43,12 @@ import { KEY_PREFIX, QUEUE_NAME, redisOptions } from './redis.js';
 
 /** How often a waiting job's place in line (and, as a safety net for missed events, its state) is read. */
 const POLL_MS = 500;
-const POSITION = `local i = redis.call('LPOS', KEYS[1], ARGV[1])
-if not i then return 0 end
-return redis.call('LLEN', KEYS[1]) - i`;
+// The wait list, or the paused one while the queue is paused (BullMQ reports both as 'waiting').
+const POSITION = `for _, key in ipairs(KEYS) do
+  local i = redis.call('LPOS', key, ARGV[1])
+  if i then return redis.call('LLEN', key) - i end
+end
+return 0`;
 
 /**
  * How long a front's heartbeat lives without a refresh: a killed front's answers are adopted by another front
@@ -387,7 +390,8 @@ export class QueueEngine implements ImageQuestionEngine {
     if (state === 'waiting' || state === 'prioritized') {
       // Jobs are pushed at the head and taken from the tail: the tail is next. One script, so a job taken
       // between two reads cannot skew the count.
-      const position = Number(await this.options.redis.eval(POSITION, 1, this.queue.keys.wait!, jobId));
+      const { wait, paused } = this.queue.keys;
+      const position = Number(await this.options.redis.eval(POSITION, 2, wait!, paused!, jobId));
       if (position > 0) onPosition(position);
     } else if (state === 'completed') {
       const job = await Job.fromId<AnswerJobData, GenerateResult>(this.queue, jobId);
