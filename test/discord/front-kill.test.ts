@@ -62,7 +62,7 @@ describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  it('posts the answer once in the thread on the message, and tells the person whose picture was damaged', async () => {
+  it('posts the answers once where the dead front would have (thread, /describe reply), and explains a damaged picture', async () => {
     await spawn(['worker']);
     const a = await front();
     // The queue is paused while the front dies, so its jobs surely have not ended by then.
@@ -80,7 +80,12 @@ describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
       mention: true,
       attachments: [{ name: 'broken.jpg', contentType: 'image/jpeg', bytes: await corruptJpegBytes() }],
     });
-    expect(await queuedOwed(redis, 2)).toBe(2);
+    const command = emulator.slashCommand({
+      channelId: general,
+      attachment: { name: 'dog.png', contentType: 'image/png', bytes: await pngBytes(502) },
+      question: 'is there a dog?',
+    });
+    expect(await queuedOwed(redis, 3)).toBe(3);
     a.child.kill('SIGKILL');
     await new Promise((r) => a.child.once('exit', r));
 
@@ -110,13 +115,21 @@ describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
       `${messages.resumed}\nSorry, I couldn't read that image; the file seems to be damaged. Could you send it again?`,
     );
     expect(told.message_reference?.message_id).toBe(damaged.id);
+    // /describe: the deferred "thinking…" reply is edited into the answer through the interaction's webhook.
+    await emulator.waitFor(
+      'the /describe reply edited',
+      () => command.original?.content.startsWith(messages.resumed),
+      30_000,
+    );
+    expect(command.original!.content).toContain(DEMO_NOTICE);
     expect(await redis.hlen(OWED_KEY)).toBe(0);
     // Several sweeps later: one answer each (beside the dead front's "you're next in line" notices), nothing in
     // the channel itself.
     await new Promise((r) => setTimeout(r, 1_500));
     expect(resumedIn(thread.id)).toHaveLength(1);
     expect(resumedIn(emulator.channels.noThreads.id)).toHaveLength(1);
-    expect(emulator.botMessages(general)).toHaveLength(0);
+    expect(emulator.botMessages(general).map((m) => m.id)).toEqual([command.original!.id]);
+    expect(command.original!.history.filter((h) => h.startsWith(messages.resumed))).toHaveLength(1);
   }, 120_000);
 });
 
