@@ -110,7 +110,7 @@ describe.skipIf(!HAS_REDIS)("adopting dead fronts' answers", () => {
     for (const id of ['orphan-done', 'orphan-failed', 'orphan-waiting', 'orphan-gone'])
       await owe(id, 'slow-front');
     const delivered: { by: number; orphan: OrphanedRequest }[] = [];
-    fronts.forEach((front, by) =>
+    for (const [by, front] of fronts.entries()) {
       front.onOrphan({
         accepts: () => true,
         deliver: async (orphan) => {
@@ -118,8 +118,8 @@ describe.skipIf(!HAS_REDIS)("adopting dead fronts' answers", () => {
           // Slow deliveries: the other front sweeps meanwhile.
           await sleep(50);
         },
-      }),
-    );
+      });
+    }
     await sleep(TTL_MS * 2);
     expect(delivered).toEqual([]);
     expect(await redis.hlen(OWED_KEY)).toBe(4);
