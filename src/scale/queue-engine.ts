@@ -56,6 +56,9 @@ return 0`;
  */
 export const FRONT_HEARTBEAT_TTL_MS = 15_000;
 
+/** An owed answer no front could deliver for this long is dropped: its job is gone by then (DONE_TTL_MS). */
+const ABANDON_AFTER_MS = 2 * DONE_TTL_MS;
+
 /** Attempts per job: a worker that dies mid-job (SIGKILL, out of memory) costs one; the next worker retries. */
 export const JOB_ATTEMPTS = 3;
 
@@ -232,7 +235,16 @@ export class QueueEngine implements ImageQuestionEngine {
           live = (await redis.exists(frontKey(record.front))) === 1;
           alive.set(record.front, live);
         }
-        if (live || !handler.accepts(record.delivery)) continue;
+        if (live) continue;
+        // Long past its job's lifetime and nobody could deliver it (no front runs its platform): forgotten.
+        if (Date.now() - (Number(record.at) || 0) > ABANDON_AFTER_MS) {
+          this.options.logger.warn(
+            `job ${jobId}: dropping an answer owed by dead front ${record.front} that no front could deliver`,
+          );
+          await redis.hdel(OWED_KEY, jobId);
+          continue;
+        }
+        if (!handler.accepts(record.delivery)) continue;
         await this.#adopt(jobId, record, handler);
       }
     } catch (error) {

@@ -83,7 +83,7 @@ describe.skipIf(!HAS_REDIS)("adopting dead fronts' answers", () => {
     }
     return 'still running';
   }
-  const owe = (jobId: string, front: string) =>
+  const owe = (jobId: string, front: string, at = Date.now()) =>
     redis.hset(
       OWED_KEY,
       jobId,
@@ -91,7 +91,7 @@ describe.skipIf(!HAS_REDIS)("adopting dead fronts' answers", () => {
         front,
         requestId: jobId,
         delivery: { ticket: jobId },
-        at: Date.now(),
+        at,
       } satisfies OwedRecord),
     );
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -109,6 +109,8 @@ describe.skipIf(!HAS_REDIS)("adopting dead fronts' answers", () => {
     await redis.set(frontKey('slow-front'), '1', 'PX', 60_000);
     for (const id of ['orphan-done', 'orphan-failed', 'orphan-waiting', 'orphan-gone'])
       await owe(id, 'slow-front');
+    // Three hours old: its job is long gone and no front could deliver it; dropped, not delivered.
+    await owe('orphan-ancient', 'slow-front', Date.now() - 3 * 3600_000);
     const delivered: { by: number; orphan: OrphanedRequest }[] = [];
     for (const [by, front] of fronts.entries()) {
       front.onOrphan({
@@ -122,7 +124,7 @@ describe.skipIf(!HAS_REDIS)("adopting dead fronts' answers", () => {
     }
     await sleep(TTL_MS * 2);
     expect(delivered).toEqual([]);
-    expect(await redis.hlen(OWED_KEY)).toBe(4);
+    expect(await redis.hlen(OWED_KEY)).toBe(5);
 
     // The front dies: its heartbeat expires (here: goes).
     await redis.del(frontKey('slow-front'));
