@@ -12,11 +12,16 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BotProcess, spawnBot, stopChild, waitReady } from '../../bench/load-run.js';
 import { DEMO_NOTICE, messages } from '../../src/chat/messages.js';
-import { OWED_KEY } from '../../src/scale/jobs.js';
 import { KEY_PREFIX, QUEUE_NAME, redisOptions } from '../../src/scale/redis.js';
 import { corruptJpegBytes, pngBytes } from '../chat/images.js';
 import { DiscordEmulator } from '../emulators/discord/emulator.js';
-import { HAS_REDIS, openRedis, queuedOwed, REDIS_SKIP_REASON } from '../scale/redis-fixture.js';
+import {
+  HAS_REDIS,
+  openRedis,
+  owedAfterSweep,
+  queuedOwed,
+  REDIS_SKIP_REASON,
+} from '../scale/redis-fixture.js';
 
 describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
   let server: Awaited<ReturnType<typeof openRedis>>;
@@ -122,7 +127,8 @@ describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
       30_000,
     );
     expect(command.original!.content).toContain(DEMO_NOTICE);
-    expect(await redis.hlen(OWED_KEY)).toBe(0);
+    // Handed on, then cleared.
+    expect(await owedAfterSweep(redis)).toBe(0);
     // Several sweeps later: one answer each (beside the dead front's "you're next in line" notices), nothing in
     // the channel itself.
     await new Promise((r) => setTimeout(r, 1_500));

@@ -11,11 +11,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BotProcess, freePort, spawnBot, stopChild, waitReady } from '../../bench/load-run.js';
 import { messages } from '../../src/chat/messages.js';
-import { OWED_KEY } from '../../src/scale/jobs.js';
 import { KEY_PREFIX, QUEUE_NAME, redisOptions } from '../../src/scale/redis.js';
 import { closeKeyv, createKeyv } from '../../src/storage/keyv-store.js';
 import { pngBytes } from '../chat/images.js';
-import { HAS_REDIS, openRedis, queuedOwed, REDIS_SKIP_REASON } from './redis-fixture.js';
+import { HAS_REDIS, openRedis, owedAfterSweep, queuedOwed, REDIS_SKIP_REASON } from './redis-fixture.js';
 
 const GREEDY = { numBeams: 1, maxNewTokens: 6 };
 
@@ -113,6 +112,7 @@ describe.skipIf(!HAS_REDIS)('a front killed outright', () => {
     expect(first).toHaveLength(1);
     expect(first[0]).toMatchObject({ question: 'what is in the picture?', notes: [messages.resumed] });
     expect(first[0]!.answer.length).toBeGreaterThan(0);
+    expect(await owedAfterSweep(redis)).toBe(0);
 
     // 2. A follow-up on front B, which dies too; front C delivers it.
     await queue.pause();
@@ -131,7 +131,8 @@ describe.skipIf(!HAS_REDIS)('a front killed outright', () => {
     const turns = await turnsOf(c, id, 2);
     expect(turns.map((t) => t.question)).toEqual(['what is in the picture?', 'and what colour is it?']);
     expect(turns[1]!.notes).toContain(messages.resumed);
-    expect(await redis.hlen(OWED_KEY)).toBe(0);
+    // Handed on, then cleared.
+    expect(await owedAfterSweep(redis)).toBe(0);
     // Several sweeps later, still once each.
     await new Promise((r) => setTimeout(r, 1_500));
     expect((await thread(c, id)).turns).toHaveLength(2);

@@ -40,3 +40,11 @@ export async function queuedOwed(redis: Redis, count: number): Promise<number> {
   }
   return queued;
 }
+
+/** How many answers are still owed once the sweep has had up to 5 s to clear the delivered ones (0 when done). */
+export async function owedAfterSweep(redis: Redis): Promise<number> {
+  for (let i = 0; i < 250 && (await redis.hlen(OWED_KEY)) > 0; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return redis.hlen(OWED_KEY);
+}
