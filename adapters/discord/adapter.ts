@@ -20,7 +20,7 @@ import type { Logger } from '../../src/util/logger.js';
 import { toIncomingImage } from './attachments.js';
 import { createDiscordClient } from './client.js';
 import { DESCRIBE_COMMAND, IMAGE_OPTION, QUESTION_OPTION } from './commands.js';
-import { InteractionOutput, MessageOutput, threadName } from './outputs.js';
+import { InteractionOutput, MessageOutput, resumeDiscordOutput, threadName } from './outputs.js';
 
 export interface DiscordChatCore extends ChatHandler {
   /** When present, `/describe` answers get a thread for follow-ups once the conversation has a picture. */
@@ -74,6 +74,8 @@ export async function startDiscordAdapter(options: DiscordAdapterOptions): Promi
     });
   }
   const me = client.user!.id;
+  // Scaled out, a front that outlives another answers the dead one's Discord messages and commands.
+  options.core.resumeOutputs?.('discord', (target) => resumeDiscordOutput(client, target, logger));
   const shards = client.ws.shards.size;
   logger.info(
     `connected to Discord as ${client.user!.tag} (${client.guilds.cache.size} server(s)${shards > 1 ? `, ${shards} shards` : ''})`,

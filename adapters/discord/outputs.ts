@@ -1,5 +1,14 @@
-/** The ChatOutputs of the Discord adapter: in a thread it opens, as a reply, or through an interaction. */
-import type { ChatInputCommandInteraction, Message, ThreadChannel } from 'discord.js';
+/**
+ * The ChatOutputs of the Discord adapter: in a thread it opens, as a reply, or through an interaction; and the
+ * same outputs rebuilt from their `resumeTarget` by a front that outlives the one that took the message.
+ */
+import {
+  type ChatInputCommandInteraction,
+  type Client,
+  type Message,
+  Routes,
+  type ThreadChannel,
+} from 'discord.js';
 import type { ChatOutput, PostedMessage } from '../../src/chat/types.js';
 import type { Logger } from '../../src/util/logger.js';
 import { DESCRIBE_COMMAND } from './commands.js';
@@ -13,6 +22,12 @@ export function threadName(question: string, fileName: string | undefined): stri
 }
 
 type Mode = 'thread' | 'reply' | 'channel';
+
+/** JSON a Discord output leaves in a delivery ticket (scaled out), to be answered from another front. */
+export type DiscordResumeTarget =
+  | { kind: 'message'; channelId: string; messageId: string; mode: Mode; name: string }
+  /** The interaction's token edits its reply for 15 minutes, longest request included. */
+  | { kind: 'interaction'; token: string };
 
 /** What the output needs from a text channel, thread or DM. */
 interface SendableChannels {
@@ -45,8 +60,18 @@ export class MessageOutput implements ChatOutput {
     private readonly logger: Logger,
   ) {}
 
-  /** The thread opened for the answer, if any. */
+  /** The thread opened for the answer, if any (or, resumed, the one an earlier front opened). */
   thread: ThreadChannel | undefined;
+
+  get resumeTarget(): DiscordResumeTarget {
+    return {
+      kind: 'message',
+      channelId: this.source.channelId,
+      messageId: this.source.id,
+      mode: this.mode,
+      name: this.name,
+    };
+  }
 
   private channel(): Promise<SendableChannels> {
     if (this.target) return Promise.resolve(this.target);
@@ -57,7 +82,7 @@ export class MessageOutput implements ChatOutput {
   private async open(): Promise<SendableChannels> {
     if (this.mode === 'thread') {
       try {
-        this.thread = await this.source.startThread({ name: this.name, autoArchiveDuration: 1440 });
+        this.thread ??= await this.source.startThread({ name: this.name, autoArchiveDuration: 1440 });
         this.target = this.thread;
         return this.thread;
       } catch (err) {
@@ -101,6 +126,10 @@ export class InteractionOutput implements ChatOutput {
 
   constructor(private readonly interaction: ChatInputCommandInteraction) {}
 
+  get resumeTarget(): DiscordResumeTarget {
+    return { kind: 'interaction', token: this.interaction.token };
+  }
+
   async send(text: string): Promise<PostedMessage> {
     this.used = true;
     if (!this.originalId) {
@@ -120,4 +149,79 @@ export class InteractionOutput implements ChatOutput {
   async showTyping(): Promise<void> {
     // A deferred interaction already shows "is thinking…" until the reply is edited.
   }
+}
+
+/**
+ * Answers an interaction through its webhook (its token), from any process: the deferred reply is edited into the
+ * answer, longer answers follow up.
+ */
+class InteractionWebhookOutput implements ChatOutput {
+  readonly maxMessageLength = DISCORD_MESSAGE_LIMIT;
+  readonly canEdit = true;
+  readonly usageHint = DISCORD_USAGE_HINT;
+  private edited = false;
+
+  constructor(
+    private readonly client: Client,
+    private readonly appId: string,
+    private readonly token: string,
+  ) {}
+
+  async send(text: string): Promise<PostedMessage> {
+    const body = { content: text };
+    if (!this.edited) {
+      this.edited = true;
+      const message = (await this.client.rest.patch(Routes.webhookMessage(this.appId, this.token), {
+        body,
+        auth: false,
+      })) as { id: string };
+      return { id: message.id };
+    }
+    const message = (await this.client.rest.post(Routes.webhook(this.appId, this.token), {
+      body,
+      auth: false,
+    })) as { id: string };
+    return { id: message.id };
+  }
+
+  async edit(message: PostedMessage, text: string): Promise<void> {
+    await this.client.rest.patch(Routes.webhookMessage(this.appId, this.token, message.id), {
+      body: { content: text },
+      auth: false,
+    });
+  }
+
+  async showTyping(): Promise<void> {}
+}
+
+/** The output of a ticket's target: the same thread, reply or interaction the dead front would have used. */
+export async function resumeDiscordOutput(
+  client: Client,
+  target: unknown,
+  logger: Logger,
+): Promise<ChatOutput> {
+  const t = target as Partial<DiscordResumeTarget> | undefined;
+  if (t?.kind === 'interaction' && typeof t.token === 'string') {
+    const appId = client.application?.id ?? client.user?.id;
+    if (!appId) throw new Error('the Discord client has no application id yet');
+    return new InteractionWebhookOutput(client, appId, t.token);
+  }
+  if (
+    t?.kind !== 'message' ||
+    typeof t.channelId !== 'string' ||
+    typeof t.messageId !== 'string' ||
+    (t.mode !== 'thread' && t.mode !== 'reply' && t.mode !== 'channel')
+  ) {
+    throw new Error('a Discord delivery ticket without a channel and message');
+  }
+  const channel = await client.channels.fetch(t.channelId);
+  if (!channel?.isTextBased()) throw new Error(`Discord channel ${t.channelId} is gone`);
+  const source = await channel.messages.fetch(t.messageId);
+  const output = new MessageOutput(source, t.mode, String(t.name ?? 'Picture'), logger);
+  if (t.mode === 'thread') {
+    // The dead front may have opened the thread already (it has the message's id): answer there.
+    const thread = await client.channels.fetch(t.messageId).catch(() => null);
+    if (thread?.isThread()) output.thread = thread;
+  }
+  return output;
 }

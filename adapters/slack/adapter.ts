@@ -345,6 +345,9 @@ export async function startSlackAdapter({
     },
   );
 
+  // Scaled out, a front that outlives another answers the dead one's Slack threads.
+  core.resumeOutputs?.('slack', (target) => SlackThreadOutput.resume(app.client, target, log.warn));
+
   app.error(async (error) => {
     log.error(`slack: ${error.message}`);
   });

@@ -61,6 +61,34 @@ export class SlackThreadOutput implements ChatOutput {
     private readonly warn: (message: string) => void = () => {},
   ) {}
 
+  /** Where this output answers, for a front that outlives this one (scaled out). */
+  get resumeTarget(): SlackThreadTarget {
+    return this.target;
+  }
+
+  /**
+   * The output of a ticket's target, in another front: the same thread. The dead front's hourglass is taken away
+   * first (best effort), since that front cannot.
+   */
+  static async resume(
+    client: SlackPostingClient,
+    target: unknown,
+    warn: (message: string) => void,
+  ): Promise<SlackThreadOutput> {
+    const t = target as Partial<SlackThreadTarget> | undefined;
+    if (typeof t?.channel !== 'string') throw new Error('a Slack delivery ticket without a channel');
+    if (typeof t.reactTo === 'string') {
+      await client.reactions
+        .remove({ channel: t.channel, timestamp: t.reactTo, name: WORKING_REACTION })
+        .catch(() => {});
+    }
+    return new SlackThreadOutput(
+      client,
+      { channel: t.channel, ...(typeof t.threadTs === 'string' ? { threadTs: t.threadTs } : {}) },
+      warn,
+    );
+  }
+
   async #post(text: string): Promise<string> {
     let result: { ts?: string };
     try {

@@ -24,7 +24,8 @@ import {
   writeEvent,
 } from './http.js';
 import { bytesImage, decodeBase64 } from './images.js';
-import type { ThreadStore, ThreadTurn } from './threads.js';
+import { webResumeTarget } from './resume.js';
+import { type ThreadStore, threadTurn } from './threads.js';
 
 export interface ApiContext {
   core: ChatCore;
@@ -35,6 +36,12 @@ export interface ApiContext {
   clientId(req: IncomingMessage): string;
   isClosing(): boolean;
 }
+
+/**
+ * A new conversation's id, sent with the first event of a stream: should the front die before the answer, the
+ * client still knows the thread that another front records the answer in (scaled out).
+ */
+const CONVERSATION_HEADER = (id: string) => ({ 'x-conversation-id': id });
 
 /** Room for the form fields and JSON around the picture. */
 const ENVELOPE_BYTES = 64 * 1024;
@@ -171,6 +178,7 @@ async function respond(
   req: IncomingMessage,
   res: ServerResponse,
   work: (hooks: AskHooks) => Promise<unknown>,
+  streamHeaders: Record<string, string> = {},
 ): Promise<void> {
   if (!wantsStream(req)) {
     sendJson(res, 200, await work({}));
@@ -178,7 +186,7 @@ async function respond(
   }
   let started = false;
   const start = () => {
-    if (!started) startEventStream(res);
+    if (!started) startEventStream(res, streamHeaders);
     started = true;
   };
   try {
@@ -221,32 +229,30 @@ export class ConversationApi {
   }
 
   private async record(id: string, answered: Answered): Promise<void> {
-    const turn: ThreadTurn = {
-      question: answered.task === 'question' ? answered.question : null,
-      answer: answered.answer.trim(),
-      notes: answered.notes,
-      timings: answered.result.timings,
-      imageCached: answered.result.imageCached,
-      at: new Date().toISOString(),
-    };
-    await this.ctx.threads.append(id, answered.imageName, turn);
+    await this.ctx.threads.append(id, answered.imageName, threadTurn(answered));
   }
 
   async create(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const input = await readNewConversation(req, this.ctx.maxImageBytes);
     const id = randomUUID();
-    await respond(req, res, async (hooks) => {
-      const answered = await ask(
-        this.ctx.core,
-        this.message(req, id, input.question, {
-          images: [input.image],
-          ...(input.options ? { options: input.options } : {}),
-        }),
-        hooks,
-      );
-      await this.record(id, answered);
-      return answerBody(id, answered, this.ctx.engine.demo);
-    });
+    await respond(
+      req,
+      res,
+      async (hooks) => {
+        const answered = await ask(
+          this.ctx.core,
+          this.message(req, id, input.question, {
+            images: [input.image],
+            ...(input.options ? { options: input.options } : {}),
+          }),
+          hooks,
+          webResumeTarget(id),
+        );
+        await this.record(id, answered);
+        return answerBody(id, answered, this.ctx.engine.demo);
+      },
+      CONVERSATION_HEADER(id),
+    );
   }
 
   async followUp(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
@@ -262,6 +268,7 @@ export class ConversationApi {
         this.ctx.core,
         this.message(req, id, question, options ? { options } : {}),
         hooks,
+        webResumeTarget(id),
       );
       await this.record(id, answered);
       return answerBody(id, answered, this.ctx.engine.demo);

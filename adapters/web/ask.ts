@@ -26,7 +26,11 @@ class CollectingOutput implements ChatOutput {
   refused: Refused | undefined;
   private next = 1;
 
-  constructor(private readonly hooks: AskHooks) {}
+  constructor(
+    private readonly hooks: AskHooks,
+    /** Where a front that outlives this one records the answer (the thread), when there is one. */
+    readonly resumeTarget?: unknown,
+  ) {}
 
   async send(): Promise<PostedMessage> {
     return { id: String(this.next++) };
@@ -91,8 +95,13 @@ export function refusalToHttp(refused: Refused): HttpError {
 }
 
 /** Asks the core; resolves to its answer, or throws the HttpError for its refusal. */
-export async function ask(core: ChatCore, message: ChatMessage, hooks: AskHooks = {}): Promise<Answered> {
-  const output = new CollectingOutput(hooks);
+export async function ask(
+  core: ChatCore,
+  message: ChatMessage,
+  hooks: AskHooks = {},
+  resumeTarget?: unknown,
+): Promise<Answered> {
+  const output = new CollectingOutput(hooks, resumeTarget);
   await core.handle(message, output);
   if (output.answered) return output.answered;
   if (output.refused) throw refusalToHttp(output.refused);

@@ -40,7 +40,8 @@ const errors = {
 const streamNote =
   'With `Accept: text/event-stream` the answer streams as server-sent events: `queued` ({position}, 1 = next), ' +
   '`token` ({text}: the answer so far; greedy and sampled answers only), then `answer` (the JSON body below) or ' +
-  '`error` ({status, error}). A refusal that comes before any event keeps its HTTP status.';
+  "`error` ({status, error}). A refusal that comes before any event keeps its HTTP status. A new conversation's stream carries its id in " +
+  'the `X-Conversation-Id` header, so a client whose stream breaks can read the thread back later.';
 
 const options = {
   type: 'object',

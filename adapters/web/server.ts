@@ -17,6 +17,7 @@ import { HttpError, sendError, sendJson } from './http.js';
 import type { Resolver } from './images.js';
 import { OpenAiApi } from './openai.js';
 import { openApiDocument } from './openapi.js';
+import { ThreadAppendOutput } from './resume.js';
 import { loadStaticFiles, type StaticFile } from './static.js';
 import { ThreadStore } from './threads.js';
 
@@ -51,10 +52,13 @@ export async function startWebAdapter(options: WebAdapterOptions): Promise<Runni
   const maxImageBytes = options.maxImageBytes ?? core.settings.maxImageBytes;
   let closing = false;
   const clientId = (req: IncomingMessage) => guard.clientId(req);
+  const threads = new ThreadStore(options.threads, options.threadTtlMs ?? core.settings.conversationTtlMs);
+  // Scaled out, a front that outlives another records the dead one's web answers in their threads.
+  core.resumeOutputs('web', (target) => ThreadAppendOutput.from(threads, target));
   const api = new ConversationApi({
     core,
     engine,
-    threads: new ThreadStore(options.threads, options.threadTtlMs ?? core.settings.conversationTtlMs),
+    threads,
     maxImageBytes,
     clientId,
     isClosing: () => closing,

@@ -4,7 +4,7 @@
  * image key and the turns the model sees); this is only the transcript.
  */
 import type Keyv from 'keyv';
-import type { Timings } from '../../src/chat/types.js';
+import type { ChatEvent, Timings } from '../../src/chat/types.js';
 
 export interface ThreadTurn {
   /** null for the caption that opens a thread. */
@@ -55,4 +55,16 @@ export class ThreadStore {
     await this.keyv.set(id, thread, this.ttlMs > 0 ? this.ttlMs : undefined);
     return thread;
   }
+}
+
+/** The transcript's turn for one of the core's answers. */
+export function threadTurn(answered: Extract<ChatEvent, { type: 'answered' }>): ThreadTurn {
+  return {
+    question: answered.task === 'question' ? answered.question : null,
+    answer: answered.answer.trim(),
+    notes: answered.notes,
+    timings: answered.result.timings,
+    imageCached: answered.result.imageCached,
+    at: new Date().toISOString(),
+  };
 }

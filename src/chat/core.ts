@@ -1,10 +1,25 @@
 /**
  * The platform-neutral conversation core: decides what a message asks for, keeps each conversation's state in
  * keyv, asks the engine and answers through the adapter's `ChatOutput`. No platform type appears here.
+ *
+ * Scaled out, a front may die while its requests run; each request then carries a delivery ticket (what the
+ * core needs to finish the turn, and the adapter's `resumeTarget`), and the engine hands the orphans to a live
+ * front's core, which finishes the turn the same way and answers through an output its adapter rebuilds.
  */
 import type Keyv from 'keyv';
-import type { GenerateResult, ImageQuestionEngine } from '../engine/api.js';
-import { ImageError, RequestAbortedError, RequestTimeoutError } from '../engine/errors.js';
+import type {
+  DeliveryTicket,
+  GenerateResult,
+  ImageQuestionEngine,
+  OrphanedRequest,
+  Turn,
+} from '../engine/api.js';
+import {
+  AnsweredElsewhereError,
+  ImageError,
+  RequestAbortedError,
+  RequestTimeoutError,
+} from '../engine/errors.js';
 import { UserFacingError } from '../errors.js';
 import { waitWithGrace } from '../util/grace.js';
 import { type Logger, silentLogger } from '../util/logger.js';
@@ -24,7 +39,9 @@ import type {
   ChatMessage,
   ChatOutput,
   IncomingImage,
+  Platform,
   RefusalReason,
+  ResumeOutputFactory,
 } from './types.js';
 
 export interface ChatCoreOptions {
@@ -49,6 +66,45 @@ export interface SharedChatState {
   claim(id: string, ttlMs: number): Promise<boolean>;
   /** 0 when `key` may make another request this minute (and records it), else ms until it may. */
   take(key: string, perMinute: number): Promise<number>;
+}
+
+/**
+ * A turn between asking the engine and storing its answer: everything `finishTurn` needs, as JSON, so that
+ * another process can finish it from a delivery ticket.
+ */
+interface PendingTurn {
+  platform: Platform;
+  conversation: string;
+  question: string;
+  task: 'caption' | 'question';
+  /** The conversation state the answer will be stored into (the picture's key and name, the earlier turns). */
+  state: ConversationState;
+  /** The turns the question was answered from (a question's new turns are these plus its own). */
+  history?: Turn[];
+  /** The core's remarks decided before the answer (several pictures, a new subject). */
+  notes: string[];
+  /** Whether the picture came with this message (for the log line). */
+  imageSent: boolean;
+}
+
+/** The delivery ticket: the pending turn and where the adapter answers (its `ChatOutput.resumeTarget`). */
+interface TurnTicket extends PendingTurn {
+  v: 1;
+  target: unknown;
+}
+
+function readTicket(delivery: DeliveryTicket): TurnTicket | undefined {
+  const t = delivery as Partial<TurnTicket>;
+  return t.v === 1 &&
+    typeof t.platform === 'string' &&
+    typeof t.conversation === 'string' &&
+    typeof t.question === 'string' &&
+    (t.task === 'caption' || t.task === 'question') &&
+    typeof t.state === 'object' &&
+    t.state !== null &&
+    Array.isArray(t.notes)
+    ? (t as TurnTicket)
+    : undefined;
 }
 
 /** How long a handled message id is remembered. */
@@ -90,6 +146,8 @@ export class ChatCore implements ChatHandler {
   /** Every running request's controller, aborted at shutdown (one listener per request on a shared signal
    * warned past 10 concurrent requests). */
   private readonly running = new Set<AbortController>();
+  /** Per platform, how its adapter rebuilds an output from a ticket's target (dead fronts' answers). */
+  private readonly resumers = new Map<Platform, ResumeOutputFactory>();
   private closing = false;
 
   constructor(options: ChatCoreOptions) {
@@ -105,6 +163,22 @@ export class ChatCore implements ChatHandler {
     this.deduper = new MessageDeduper(options.handled, HANDLED_TTL_MS, undefined, this.now);
     this.limiter = new RateLimiter(this.settings.rateLimitPerMinute, this.now);
     this.logger = options.logger ?? silentLogger;
+    // Scaled out: answers owed by fronts that died come here once an adapter can deliver them.
+    this.engine.onOrphan?.({
+      accepts: (delivery) => {
+        const ticket = readTicket(delivery);
+        return !this.closing && ticket !== undefined && this.resumers.has(ticket.platform);
+      },
+      deliver: (orphan) => this.track(this.resume(orphan)),
+    });
+  }
+
+  /**
+   * An adapter says how to answer on its platform without the original event (its `ChatOutput.resumeTarget`
+   * comes back as `target`), so a dead front's answers can be delivered by this process.
+   */
+  resumeOutputs(platform: Platform, factory: ResumeOutputFactory): void {
+    this.resumers.set(platform, factory);
   }
 
   get demo(): boolean {
@@ -146,13 +220,54 @@ export class ChatCore implements ChatHandler {
   }
 
   async handle(message: ChatMessage, output: ChatOutput): Promise<void> {
-    const job = this.run(message, output);
+    await this.track(this.run(message, output));
+  }
+
+  /** Counted as running (the health endpoint, the shutdown grace). */
+  private async track(job: Promise<void>): Promise<void> {
     this.jobs.add(job);
     try {
       await job;
     } finally {
       this.jobs.delete(job);
     }
+  }
+
+  /** A dead front's request: its turn finished here, its person told through the rebuilt output. */
+  private async resume(orphan: OrphanedRequest): Promise<void> {
+    const log = this.logger.child('request', { requestId: orphan.requestId });
+    const ticket = readTicket(orphan.delivery);
+    const factory = ticket && this.resumers.get(ticket.platform);
+    if (!ticket || !factory) {
+      log.warn('a dead front left an answer this process cannot deliver; dropped');
+      return;
+    }
+    const key = `${ticket.platform}:${ticket.conversation}`;
+    await this.serially(key, async () => {
+      try {
+        const output = await factory(ticket.target);
+        const reply = new Reply(output, this.logger);
+        if (orphan.result) {
+          await reply.finish(await this.finishTurn(ticket, orphan.result, output, orphan.requestId, true));
+          return;
+        }
+        let reason: RefusalReason = 'failed';
+        let text = messages.lostInRestart;
+        if (orphan.error !== undefined) {
+          ({ reason, text } = await this.explain(orphan.error, new AbortController().signal, key));
+          text = `${messages.resumed}\n${text}`;
+        }
+        report(output, {
+          type: 'refused',
+          reason,
+          message: text,
+          ...(reason === 'rejected' ? { error: orphan.error } : {}),
+        });
+        await reply.finish(text);
+      } catch (err) {
+        log.error(`could not deliver ${ticket.platform} answer after a front died`, err);
+      }
+    });
   }
 
   /**
@@ -251,20 +366,16 @@ export class ChatCore implements ChatHandler {
     const stopTyping = keepTyping(output, this.settings.typingIntervalMs, this.logger);
     const reply = new Reply(output, this.logger);
     try {
-      const text = await this.answer(
-        key,
-        message,
-        question,
-        state,
-        reply,
-        output,
-        controller.signal,
-        started,
-      );
+      const text = await this.answer(message, question, state, reply, output, controller.signal, started);
       stopTyping();
       await reply.finish(text);
     } catch (err) {
       stopTyping();
+      if (err instanceof AnsweredElsewhereError) {
+        // Another front took this one for dead and answered; a second reply would be a duplicate.
+        this.logger.info(`not answering ${message.platform} message ${message.messageId}: ${err.message}`);
+        return;
+      }
       const { reason, text } = await this.explain(err, controller.signal, key);
       if (!reply.sent) {
         report(output, {
@@ -283,7 +394,6 @@ export class ChatCore implements ChatHandler {
   }
 
   private async answer(
-    key: string,
     message: ChatMessage,
     question: string,
     state: ConversationState | undefined,
@@ -336,32 +446,69 @@ export class ChatCore implements ChatHandler {
     // The request's own settings win over the bot's per-task ones, field by field.
     const configured = this.settings.generation?.[task];
     const options = message.options || configured ? { ...configured, ...message.options } : undefined;
-    let result: GenerateResult;
-    if (question) {
-      const history = message.history ?? current.turns;
-      result = await this.engine.generate({
-        ...common,
-        question,
-        history,
-        ...(options ? { options } : {}),
-      });
-      current.turns = [...history, { question, answer: result.text }].slice(-this.settings.maxStoredTurns);
-    } else {
-      result = await this.engine.generate({ ...common, task: 'caption', ...(options ? { options } : {}) });
+    const history = question ? (message.history ?? current.turns) : undefined;
+    const turn: PendingTurn = {
+      platform: message.platform,
+      conversation: message.conversation,
+      question,
+      task,
+      state: current,
+      ...(history ? { history } : {}),
+      notes,
+      imageSent: bytes !== undefined,
+    };
+    // Only where someone could deliver it: an engine that adopts dead fronts' requests, an adapter that can
+    // answer without this event.
+    const ticket: TurnTicket | undefined =
+      this.engine.onOrphan && output.resumeTarget !== undefined
+        ? { v: 1, ...turn, target: output.resumeTarget }
+        : undefined;
+    const result = await this.engine.generate({
+      ...common,
+      ...(history ? { question, history } : { task: 'caption' as const }),
+      ...(options ? { options } : {}),
+      ...(ticket ? { delivery: ticket as unknown as DeliveryTicket } : {}),
+    });
+    return this.finishTurn(turn, result, output, requestId, false);
+  }
+
+  /**
+   * The one way a turn ends, here or in a front that adopted a dead one's request: the answer stored in the
+   * conversation, logged, reported and worded (`resumed`: the person is told the bot restarted meanwhile).
+   */
+  private async finishTurn(
+    turn: PendingTurn,
+    result: GenerateResult,
+    output: ChatOutput,
+    requestId: string,
+    resumed: boolean,
+  ): Promise<string> {
+    const { question, task } = turn;
+    const current = turn.state;
+    if (turn.history) {
+      current.turns = [...turn.history, { question, answer: result.text }].slice(
+        -this.settings.maxStoredTurns,
+      );
     }
     // The conversation moves to a new picture once it has been encoded (a damaged one leaves the old subject).
     if (result.imageKey) current.imageKey = result.imageKey;
     current.updatedAt = this.now();
-    await this.store.set(key, current);
+    await this.store.set(`${turn.platform}:${turn.conversation}`, current);
     this.logger
       .child('request', { requestId })
       .info(
-        `${message.platform} ${question ? 'question' : 'caption'} answered in ${Math.round(result.timings.totalMs)} ms` +
-          ` (queue ${Math.round(result.timings.queueMs)} ms, picture ${bytes ? `sent with this message, ${result.imageCached ? 'found in the cache' : 'encoded'}` : 'from the conversation'})`,
+        `${turn.platform} ${task} answered in ${Math.round(result.timings.totalMs)} ms` +
+          ` (queue ${Math.round(result.timings.queueMs)} ms, picture ${turn.imageSent ? `sent with this message, ${result.imageCached ? 'found in the cache' : 'encoded'}` : 'from the conversation'})` +
+          (resumed ? ', delivered by this front for one that died' : ''),
       );
 
+    const notes = [...turn.notes];
     if (result.droppedTurns > 0) notes.push(messages.droppedTurns(result.droppedTurns));
     const lines = [result.text.trim() || messages.emptyAnswer, ...notes];
+    if (resumed) {
+      lines.unshift(messages.resumed);
+      notes.push(messages.resumed);
+    }
     if (result.demo || this.engine.demo) lines.push(DEMO_NOTICE);
     const text = lines.join('\n');
     report(output, {

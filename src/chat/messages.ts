@@ -7,6 +7,9 @@ export const messages = {
   /** Said when no picture is known and the adapter's output names no way of its own (`ChatOutput.usageHint`). */
   noPicture: 'Send me a picture first, then ask about it (or ask nothing for a caption).',
   shuttingDown: 'The bot is restarting. Please ask again in a minute.',
+  /** Heads an answer (or a refusal) delivered by another process because the one that took the message died. */
+  resumed: '(The bot restarted while working on your message.)',
+  lostInRestart: 'The bot restarted while answering you, and your request was lost. Please ask again.',
   timeout: 'Sorry, that took too long and was cancelled. Please try again.',
   expired: "I don't have that picture anymore (it expired from my memory). Please send it again.",
   emptyAnswer: '(The model gave an empty answer.)',

@@ -70,6 +70,11 @@ export interface ChatOutput {
   /** Shows a "working on it" signal; the core calls it again while a job runs. */
   showTyping(): Promise<void>;
   /**
+   * Optional, JSON: where this output answers, so the adapter can rebuild it in another process
+   * (`ResumeOutputFactory`) should this one die before the answer comes (scaled out). Absent: nobody else can.
+   */
+  readonly resumeTarget?: unknown;
+  /**
    * Optional: the facts behind the texts, for adapters that answer with data (the web API) rather than messages.
    * Called synchronously; it must not throw.
    */
@@ -115,6 +120,9 @@ export type ChatEvent =
       error?: unknown;
     };
 
+/** An adapter's way back to a conversation from a `ChatOutput.resumeTarget`, in any process. */
+export type ResumeOutputFactory = (target: unknown) => ChatOutput | Promise<ChatOutput>;
+
 /** What adapters call: the chat core (src/chat/core.ts) implements it. */
 export interface ChatHandler {
   handle(message: ChatMessage, output: ChatOutput): Promise<void>;
@@ -128,6 +136,8 @@ export interface ChatHandler {
     verdict: 'allowed' | 'ignore' | 'tell';
     refusal: string;
   };
+  /** Registers how the platform's outputs are rebuilt from their `resumeTarget` (a dead front's answers). */
+  resumeOutputs?(platform: Platform, factory: ResumeOutputFactory): void;
 }
 
 /** A started platform adapter, so `blip2-bot start` can stop them all on SIGINT/SIGTERM. */

@@ -92,6 +92,8 @@ export interface QueueConfig {
   url: string;
   /** Jobs one worker process runs at once (WORKER_CONCURRENCY). */
   workerConcurrency: number;
+  /** A front's heartbeat lifetime (FRONT_HEARTBEAT_SECONDS): how soon a dead front's answers are adopted. */
+  frontHeartbeatTtlMs: number;
 }
 
 export interface HealthConfig {
@@ -101,6 +103,7 @@ export interface HealthConfig {
 }
 
 export const DEFAULT_SHUTDOWN_GRACE_SECONDS = 10;
+export const DEFAULT_FRONT_HEARTBEAT_SECONDS = 15;
 
 export interface BotConfig {
   modelDir: string;
@@ -146,6 +149,7 @@ export const CONFIG_VARIABLES: Readonly<Record<string, string>> = {
   QUEUE_URL:
     'redis://host:port: scale out over a BullMQ queue (start --role front, worker); every store goes to Redis',
   WORKER_CONCURRENCY: 'blip2-bot worker: jobs one worker process runs at once (default 1)',
+  FRONT_HEARTBEAT_SECONDS: `start --role front: a killed front's answers are delivered by another front after this (default ${DEFAULT_FRONT_HEARTBEAT_SECONDS})`,
   HEALTH_PORT: 'port of the health endpoints GET /healthz and /readyz (default: none)',
   HEALTH_HOST: 'interface of the health endpoints (default 127.0.0.1)',
   SHUTDOWN_GRACE_SECONDS: `on SIGTERM, how long running answers may finish (default ${DEFAULT_SHUTDOWN_GRACE_SECONDS})`,
@@ -356,6 +360,8 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
   const slack = readSlackConfig(r);
   const web = readWebConfig(r);
   const workerConcurrency = r.number('WORKER_CONCURRENCY', 1, { min: 1, max: 64, integer: true });
+  const frontHeartbeatTtlMs =
+    r.number('FRONT_HEARTBEAT_SECONDS', DEFAULT_FRONT_HEARTBEAT_SECONDS, { min: 1, max: 3600 }) * 1000;
   const healthPort = r.string('HEALTH_PORT')
     ? r.number('HEALTH_PORT', 0, { min: 0, max: 65_535, integer: true })
     : undefined;
@@ -384,7 +390,7 @@ export function parseConfig(env: Env, cwd = process.cwd()): BotConfig {
     // One grace period for every stop: SHUTDOWN_GRACE_SECONDS covers Slack's too.
     ...(slack ? { slack: { ...slack, shutdownGraceMs } } : {}),
     web,
-    ...(queueUrl ? { queue: { url: queueUrl, workerConcurrency } } : {}),
+    ...(queueUrl ? { queue: { url: queueUrl, workerConcurrency, frontHeartbeatTtlMs } } : {}),
     health,
     shutdownGraceMs,
     env,

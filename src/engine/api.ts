@@ -55,6 +55,33 @@ export interface GenerateRequest {
   onQueuePosition?: (position: number) => void;
   /** Names the request in logs and, scaled out, its queue job (one job per id: a redelivery is not re-run). */
   requestId?: string;
+  /**
+   * Who is owed the answer, should the process that asked die before it comes (scaled out: another front then
+   * delivers it, see `onOrphan`). Opaque JSON written by the chat core; in-process engines ignore it.
+   */
+  delivery?: DeliveryTicket;
+}
+
+/** JSON the chat core writes and reads back; the engine stores it and never looks inside. */
+export type DeliveryTicket = { readonly [field: string]: unknown };
+
+/**
+ * A request whose asking process died (a front SIGKILLed) and whose outcome is now known: its `result`, the
+ * `error` it failed with, or neither when the job itself is gone (the person's request was lost).
+ */
+export interface OrphanedRequest {
+  requestId: string;
+  delivery: DeliveryTicket;
+  result?: GenerateResult;
+  error?: unknown;
+}
+
+/** What the chat core registers with an engine that can hand it other processes' orphaned requests. */
+export interface OrphanHandler {
+  /** Whether this process can deliver the ticket now (its platform's adapter is up); false: ask again later. */
+  accepts(delivery: DeliveryTicket): boolean;
+  /** Finishes the turn and tells the person; called once per orphan across every process. */
+  deliver(orphan: OrphanedRequest): Promise<void>;
 }
 
 export interface Timings {
@@ -106,5 +133,10 @@ export interface ImageQuestionEngine {
   generate(request: GenerateRequest): Promise<GenerateResult>;
   /** Requests waiting, not counting the running one. */
   readonly queueLength: number;
+  /**
+   * Scaled out (QueueEngine): hands this process the requests of dead fronts, once each. Engines whose requests
+   * live and die with their process have none.
+   */
+  onOrphan?(handler: OrphanHandler): void;
   close(): Promise<void>;
 }

@@ -52,3 +52,11 @@ export class InputError extends UserFacingError {
     super(code, userMessage);
   }
 }
+
+/**
+ * Scaled out: this request's answer was already handed to its person by another process (which took this front
+ * for dead). Not for people: the chat core says nothing more.
+ */
+export class AnsweredElsewhereError extends Error {
+  override name = 'AnsweredElsewhereError';
+}

@@ -3,14 +3,19 @@
  * callbacks and signal, and the picture as its image key — its bytes go to Redis separately (short TTL), and only
  * when no worker has that key cached, so a picture crosses the network once.
  */
-import type { GenerateRequest, GenerateResult } from '../engine/api.js';
+import type { DeliveryTicket, GenerateRequest, GenerateResult } from '../engine/api.js';
 import { KEY_PREFIX } from './redis.js';
 
 export interface AnswerJobData {
   /** The request id that follows the job from front to worker in every log line. */
   requestId: string;
   /** The request as `generate` takes it, minus `image`, callbacks and signal. */
-  request: Omit<GenerateRequest, 'image' | 'signal' | 'onToken' | 'onQueuePosition' | 'requestId'>;
+  request: Omit<
+    GenerateRequest,
+    'image' | 'signal' | 'onToken' | 'onQueuePosition' | 'requestId' | 'delivery'
+  >;
+  /** The front that added the job (its heartbeat is `frontKey(front)`). */
+  front?: string;
   /** The picture: its key, and whether its bytes wait under `bytesKey(key)` for a worker to encode them. */
   image?: { key: string; uploaded: boolean };
   wantTokens: boolean;
@@ -29,6 +34,13 @@ export const bytesKey = (imageKey: string) => `${KEY_PREFIX}:bytes:${imageKey}`;
 export const repliedKey = (jobId: string) => `${KEY_PREFIX}:replied:${jobId}`;
 /** The model the workers serve (`{ modelId, demo, cacheTag }`), written by every worker at start. */
 export const MODEL_KEY = `${KEY_PREFIX}:model`;
+/** A front's heartbeat, while it runs (PX `heartbeatTtlMs`, refreshed every `heartbeatMs`; deleted on close). */
+export const frontKey = (frontId: string) => `${KEY_PREFIX}:front:${frontId}`;
+/**
+ * Answers still owed to people: a hash job id → `OwedRecord` (JSON). Written before the job is added, removed once
+ * its front (or a sweeping one) has handed the outcome on; an entry whose front has no heartbeat is an orphan.
+ */
+export const OWED_KEY = `${KEY_PREFIX}:owed`;
 /** Fronts publish a job id here when its person gave up; the worker running it stops. */
 export const CANCEL_CHANNEL = `${KEY_PREFIX}:cancel`;
 
@@ -36,6 +48,15 @@ export const CANCEL_CHANNEL = `${KEY_PREFIX}:cancel`;
 export const BYTES_TTL_MS = 10 * 60_000;
 /** How long a job's answer and reply guard stay in Redis. */
 export const DONE_TTL_MS = 60 * 60_000;
+
+/** One entry of `OWED_KEY`: whose answer it is and how to deliver it (the chat core's ticket). */
+export interface OwedRecord {
+  front: string;
+  requestId: string;
+  delivery: DeliveryTicket;
+  /** When the job was added (ms since the epoch). */
+  at: number;
+}
 
 export interface ModelInfo {
   modelId: string;

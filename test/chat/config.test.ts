@@ -84,6 +84,7 @@ describe('configuration', () => {
       {
         QUEUE_URL: 'redis://:s3cret-password@queue.internal:6380/2',
         WORKER_CONCURRENCY: '2',
+        FRONT_HEARTBEAT_SECONDS: '6',
         HEALTH_PORT: '8081',
         HEALTH_HOST: '0.0.0.0',
         SHUTDOWN_GRACE_SECONDS: '30',
@@ -94,6 +95,7 @@ describe('configuration', () => {
     expect(config.queue).toEqual({
       url: 'redis://:s3cret-password@queue.internal:6380/2',
       workerConcurrency: 2,
+      frontHeartbeatTtlMs: 6_000,
     });
     expect(config.store).toMatchObject({
       kind: 'redis',

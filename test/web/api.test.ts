@@ -144,6 +144,8 @@ describe('web API: conversations', () => {
     const answer = events.at(-1)!;
     expect(answer.event).toBe('answer');
     expect(answer.data.answer.text).toBe(engine.results.at(-1)!.text.trim());
+    // The thread's id comes first, with the headers: a client whose stream breaks can still read it back.
+    expect(response.headers.get('x-conversation-id')).toBe(answer.data.conversation);
   });
 
   it('reports health and describes itself with OpenAPI', async () => {

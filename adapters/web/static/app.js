@@ -125,7 +125,7 @@ async function readEvents(response, onEvent) {
 }
 
 /** Sends one request and shows what happens: place in line, the growing answer, then the answer or the error. */
-async function request(url, init) {
+async function request(url, init, onConversation) {
   setBusy(true, 'Working on it…');
   let partial;
   let result;
@@ -136,6 +136,9 @@ async function request(url, init) {
     });
     if (response.status === 401) els.keyForm.hidden = false;
     if ((response.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+      // Known before the answer: if the stream breaks (the bot restarted), a reload reads the thread back.
+      const id = response.headers.get('x-conversation-id');
+      if (id) onConversation?.(id);
       await readEvents(response, (event, data) => {
         if (event === 'queued') {
           els.status.textContent =
@@ -191,12 +194,15 @@ async function upload(file) {
   if (question) form.append('question', question);
   form.append('options', JSON.stringify(options()));
   if (question) add('you', question);
-  const result = await request('/api/v1/conversations', { method: 'POST', body: form });
+  const remember = (id) => {
+    conversation = id;
+    history.replaceState(null, '', `?c=${encodeURIComponent(conversation)}`);
+    sessionStorage.setItem(`blip2-bot-name:${conversation}`, file.name);
+    if (thumb) sessionStorage.setItem(`blip2-bot-thumb:${conversation}`, thumb);
+  };
+  const result = await request('/api/v1/conversations', { method: 'POST', body: form }, remember);
   if (!result) return;
-  conversation = result.conversation;
-  history.replaceState(null, '', `?c=${encodeURIComponent(conversation)}`);
-  if (thumb) sessionStorage.setItem(`blip2-bot-thumb:${conversation}`, thumb);
-  sessionStorage.setItem(`blip2-bot-name:${conversation}`, file.name);
+  remember(result.conversation);
   els.question.value = '';
   showTurn(result.answer, false);
   setPicture(thumb, file.name);

@@ -249,6 +249,7 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
         images,
         logger: logger.child('queue'),
         signal: stopWaiting.signal,
+        heartbeatTtlMs: config.queue.frontHeartbeatTtlMs,
       });
     } else engine = await loadEngine(config, logger, stderr);
     core = new ChatCore({
