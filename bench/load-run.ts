@@ -29,6 +29,8 @@ export interface LoadOptions {
   modelDir?: string;
   /** Conversations talking at once. */
   concurrency?: number;
+  /** Jobs each worker process runs at once (`WORKER_CONCURRENCY`; default 1): above 1 its decode steps merge. */
+  workerConcurrency?: number;
   /** Share of requests that bring a new picture. */
   newShare?: number;
   /** Generation settings of every request (short by default, so a run is about the queue, not the model). */
@@ -206,7 +208,15 @@ export async function runLoadTest(options: LoadOptions = {}): Promise<LoadReport
     };
     log(`redis ${queueUrl}; starting ${workers} worker(s) and ${fronts} front(s)`);
     const workerBots = await Promise.all(
-      Array.from({ length: workers }, () => spawnBot(['worker'], common, work)),
+      Array.from({ length: workers }, () =>
+        spawnBot(
+          ['worker'],
+          options.workerConcurrency
+            ? { ...common, WORKER_CONCURRENCY: String(options.workerConcurrency) }
+            : common,
+          work,
+        ),
+      ),
     );
     bots.push(...workerBots);
     // Fronts wait for a worker to say which model it serves: start them once one is ready.

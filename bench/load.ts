@@ -1,6 +1,6 @@
 /**
  * `npm run bench:load -- [--fronts N] [--workers N] [--requests N] [--kill-worker] [--json out.json]
- * [--model dir] [--concurrency N]`: the scale-out load test (bench/load-run.ts) against QUEUE_URL, or a
+ * [--model dir] [--concurrency N] [--worker-concurrency N]`: the scale-out load test (bench/load-run.ts) against QUEUE_URL, or a
  * redis-server of its own on a free loopback port. Prints one table row; with --json writes
  * `{ requests, answered, lost, duplicated, p50Ms, p95Ms, maxMs, throughputPerMinute, workers, workerKilled }`.
  */
@@ -17,9 +17,10 @@ const { values } = benchArgs(
     json: { type: 'string' },
     model: { type: 'string' },
     concurrency: { type: 'string', default: '8' },
+    'worker-concurrency': { type: 'string', default: '1' },
   },
   'Usage: npm run bench:load -- [--fronts 1] [--workers 2] [--requests 200] [--kill-worker] [--json out.json]\n' +
-    '                             [--model <model-dir>] [--concurrency 8]',
+    '                             [--model <model-dir>] [--concurrency 8] [--worker-concurrency 1]',
 );
 
 const count = (name: string, raw: string | undefined, min: number) => {
@@ -34,6 +35,7 @@ const fronts = count('fronts', values.fronts, 1);
 const workers = count('workers', values.workers, 1);
 const requests = count('requests', values.requests, 1);
 const concurrency = count('concurrency', values.concurrency, 1);
+const workerConcurrency = count('worker-concurrency', values['worker-concurrency'], 1);
 const queueUrl = process.env.QUEUE_URL;
 if (!queueUrl && !hasRedisServer()) {
   console.error(
@@ -52,6 +54,7 @@ const report = await runLoadTest({
   requests,
   killWorker: values['kill-worker'],
   concurrency,
+  workerConcurrency,
   ...(queueUrl ? { queueUrl } : {}),
   ...(values.model ? { modelDir: values.model } : {}),
   log: (line) => console.error(`[bench:load] ${line}`),
@@ -62,6 +65,7 @@ console.log(
     [
       'fronts',
       'workers',
+      'jobs per worker',
       'worker killed',
       'requests',
       'answered',
@@ -76,6 +80,7 @@ console.log(
       [
         fronts,
         workers,
+        workerConcurrency,
         report.workerKilled ? 'yes' : 'no',
         report.requests,
         report.answered,
