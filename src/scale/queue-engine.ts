@@ -418,19 +418,7 @@ export class QueueEngine implements ImageQuestionEngine {
   async #deliver(jobId: string, result: GenerateResult): Promise<void> {
     const waiting = this.#waiting.get(jobId);
     if (!waiting) return;
-    this.#waiting.delete(jobId);
-    let first: boolean;
-    try {
-      first = await this.#claim(jobId);
-    } catch (error) {
-      waiting.reject(error);
-      return;
-    }
-    if (first) waiting.resolve(result);
-    else {
-      this.options.logger.info(`job ${jobId}: answer already delivered, not sending it twice`);
-      waiting.reject(new AnsweredElsewhereError(`job ${jobId}: answered by another process`));
-    }
+    await this.#settle(jobId, waiting, 'answer', () => waiting.resolve(result));
   }
 
   async #failed(jobId: string, reason: string | undefined): Promise<void> {
@@ -438,6 +426,14 @@ export class QueueEngine implements ImageQuestionEngine {
     if (!waiting) return;
     // A failed attempt that will be retried is not the end.
     if ((await this.queue.getJobState(jobId)) !== 'failed') return;
+    await this.#settle(jobId, waiting, 'failure', () => waiting.reject(errorFromReason(reason)));
+  }
+
+  /**
+   * Ends a waiting request with its job's outcome, in the one process that claims the reply guard; elsewhere the
+   * request ends with `AnsweredElsewhereError` (another front took this one for dead and told the person).
+   */
+  async #settle(jobId: string, waiting: Waiting, what: string, hand: () => void): Promise<void> {
     this.#waiting.delete(jobId);
     let first: boolean;
     try {
@@ -446,9 +442,11 @@ export class QueueEngine implements ImageQuestionEngine {
       waiting.reject(error);
       return;
     }
-    waiting.reject(
-      first ? errorFromReason(reason) : new AnsweredElsewhereError(`job ${jobId}: told by another process`),
-    );
+    if (first) hand();
+    else {
+      this.options.logger.info(`job ${jobId}: ${what} already delivered, not sending it twice`);
+      waiting.reject(new AnsweredElsewhereError(`job ${jobId}: handed on by another process`));
+    }
   }
 
   async #cancel(jobId: string): Promise<void> {
