@@ -5,6 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Logger } from '../util/logger.js';
 
 export interface HealthState {
   ready: boolean;
@@ -54,4 +55,16 @@ export async function startHealthServer(
         server.close(() => resolve());
       }),
   };
+}
+
+/** The endpoints where HEALTH_PORT asks for them (none without a port), their address logged once. */
+export async function startHealthEndpoints(
+  where: { host: string; port?: number },
+  logger: Pick<Logger, 'info'>,
+  state: () => HealthState,
+): Promise<HealthServer | undefined> {
+  if (where.port === undefined) return undefined;
+  const server = await startHealthServer(where.host, where.port, state);
+  logger.info(`health endpoints: ${server.url}/healthz and /readyz`);
+  return server;
 }

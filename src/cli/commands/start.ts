@@ -18,7 +18,7 @@ import type { ImageQuestionEngine } from '../../engine/api.js';
 import { ThreadedEngine } from '../../engine/threaded-engine.js';
 import { UserFacingError } from '../../errors.js';
 import { MANIFEST_FILE } from '../../model/graph-io.js';
-import { type HealthServer, startHealthServer } from '../../scale/health.js';
+import { type HealthServer, startHealthEndpoints } from '../../scale/health.js';
 import { QueueEngine } from '../../scale/queue-engine.js';
 import { connectRedis, QueueUnavailableError } from '../../scale/redis.js';
 import { redisChatState } from '../../scale/shared-state.js';
@@ -216,18 +216,15 @@ export async function startCommand(argv: string[], deps: StartDeps = {}): Promis
   let ready = false;
   let exitCode = 0;
   try {
-    if (config.health.port !== undefined) {
-      health = await startHealthServer(config.health.host, config.health.port, () => ({
-        ready: ready && !stopping,
-        details: {
-          role: role === 'front' ? 'front' : 'all',
-          ...(engine ? { model: engine.modelId, waiting: engine.queueLength } : {}),
-          active: core?.activeJobs ?? 0,
-          ...(stopping ? { draining: true } : {}),
-        },
-      }));
-      logger.info(`health endpoints: ${health.url}/healthz and /readyz`);
-    }
+    health = await startHealthEndpoints(config.health, logger, () => ({
+      ready: ready && !stopping,
+      details: {
+        role: role === 'front' ? 'front' : 'all',
+        ...(engine ? { model: engine.modelId, waiting: engine.queueLength } : {}),
+        active: core?.activeJobs ?? 0,
+        ...(stopping ? { draining: true } : {}),
+      },
+    }));
     // The store first: a bad BLIP2_DATA_DIR or an unreachable Redis is one clear line now, not warnings and
     // "expired" answers later.
     const storeErrors = (e: unknown) =>

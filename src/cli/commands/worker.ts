@@ -12,7 +12,7 @@ import { ThreadedEngine } from '../../engine/threaded-engine.js';
 import { UserFacingError } from '../../errors.js';
 import { MANIFEST_FILE } from '../../model/graph-io.js';
 import { type RunningWorker, startAnswerWorker } from '../../scale/answer-worker.js';
-import { type HealthServer, startHealthServer } from '../../scale/health.js';
+import { type HealthServer, startHealthEndpoints } from '../../scale/health.js';
 import { connectRedis, describeRedis, QueueUnavailableError } from '../../scale/redis.js';
 import { createLogger } from '../../util/logger.js';
 import { stopRequested } from '../stop-requested.js';
@@ -82,18 +82,15 @@ export async function workerCommand(argv: string[], deps: StartDeps = {}): Promi
   let stopping = false;
   let exitCode = 0;
   try {
-    if (config.health.port !== undefined) {
-      health = await startHealthServer(config.health.host, config.health.port, () => ({
-        ready: Boolean(worker?.ready) && !stopping,
-        details: {
-          role: 'worker',
-          ...(engine ? { model: engine.modelId } : { loading: true }),
-          active: worker?.active ?? 0,
-          ...(stopping ? { draining: true } : {}),
-        },
-      }));
-      logger.info(`health endpoints: ${health.url}/healthz and /readyz`);
-    }
+    health = await startHealthEndpoints(config.health, logger, () => ({
+      ready: Boolean(worker?.ready) && !stopping,
+      details: {
+        role: 'worker',
+        ...(engine ? { model: engine.modelId } : { loading: true }),
+        active: worker?.active ?? 0,
+        ...(stopping ? { draining: true } : {}),
+      },
+    }));
     redis = await connectRedis(queue.url);
     let modelDir = config.modelDir;
     if (!existsSync(join(modelDir, MANIFEST_FILE))) {
