@@ -4,74 +4,48 @@
  * front started after the kill posts the answer where the dead one would have (the thread it opens on the
  * person's message), once, and tells the person whose picture turned out damaged instead of leaving silence.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BotProcess, spawnBot, stopChild, waitReady } from '../../bench/load-run.js';
 import { DEMO_NOTICE, messages } from '../../src/chat/messages.js';
-import { KEY_PREFIX, QUEUE_NAME, redisOptions } from '../../src/scale/redis.js';
 import { corruptJpegBytes, pngBytes } from '../chat/images.js';
 import { DiscordEmulator } from '../emulators/discord/emulator.js';
 import {
+  type BotCluster,
   HAS_REDIS,
-  openRedis,
+  openBotCluster,
   owedAfterSweep,
   queuedOwed,
   REDIS_SKIP_REASON,
 } from '../scale/redis-fixture.js';
 
 describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
-  let server: Awaited<ReturnType<typeof openRedis>>;
-  let redis: Redis;
-  let queue: Queue;
+  let cluster: BotCluster;
   let emulator: DiscordEmulator;
-  const work = mkdtempSync(join(tmpdir(), 'blip2-discord-kill-'));
-  const bots: BotProcess[] = [];
 
-  const spawn = async (args: string[], env: Record<string, string> = {}) => {
-    const bot = await spawnBot(
-      args,
-      {
-        QUEUE_URL: server.url,
-        SHUTDOWN_GRACE_SECONDS: '5',
-        FRONT_HEARTBEAT_SECONDS: '1',
-        REQUEST_TIMEOUT_SECONDS: '60',
-        LOG_LEVEL: 'info',
-        ...env,
-      },
-      work,
-    );
-    bots.push(bot);
-    await waitReady(bot);
-    return bot;
-  };
+  const spawn = (args: string[], env: Record<string, string> = {}) =>
+    cluster.spawn(args, {
+      FRONT_HEARTBEAT_SECONDS: '1',
+      REQUEST_TIMEOUT_SECONDS: '60',
+      LOG_LEVEL: 'info',
+      ...env,
+    });
   const front = () =>
     spawn(['start', '--role', 'front'], { DISCORD_TOKEN: emulator.token, DISCORD_API_URL: emulator.apiUrl });
 
   beforeAll(async () => {
-    server = await openRedis();
-    redis = new Redis(redisOptions(server.url));
-    queue = new Queue(QUEUE_NAME, { connection: redisOptions(server.url), prefix: KEY_PREFIX });
+    cluster = await openBotCluster();
     emulator = await DiscordEmulator.start();
   });
 
   afterAll(async () => {
-    await Promise.all(bots.map((b) => stopChild(b.child, 10_000)));
-    await queue?.close();
-    redis?.disconnect();
+    await cluster?.close();
     await emulator?.stop();
-    await server?.close();
-    rmSync(work, { recursive: true, force: true });
   });
 
   it('posts the answers once where the dead front would have (thread, /describe reply), and explains a damaged picture', async () => {
     await spawn(['worker']);
     const a = await front();
     // The queue is paused while the front dies, so its jobs surely have not ended by then.
-    await queue.pause();
+    await cluster.queue.pause();
 
     const general = emulator.channels.general.id;
     const photo = emulator.userMessage({
@@ -90,12 +64,12 @@ describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
       attachment: { name: 'dog.png', contentType: 'image/png', bytes: await pngBytes(502) },
       question: 'is there a dog?',
     });
-    expect(await queuedOwed(redis, 3)).toBe(3);
+    expect(await queuedOwed(cluster.redis, 3)).toBe(3);
     a.child.kill('SIGKILL');
     await new Promise((r) => a.child.once('exit', r));
 
     await front();
-    await queue.resume();
+    await cluster.queue.resume();
     const thread = await emulator.waitFor(
       'the thread on the message',
       () => emulator.thread(photo.id),
@@ -112,7 +86,7 @@ describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
     const told = await emulator
       .waitFor('the damaged picture explained', () => resumedIn(emulator.channels.noThreads.id)[0], 30_000)
       .catch((e) => {
-        console.log(bots.map((b) => b.output.join('')).join('\n-----\n'));
+        console.log(cluster.bots.map((b) => b.output.join('')).join('\n-----\n'));
         console.log(JSON.stringify(emulator.botMessages(emulator.channels.noThreads.id)));
         throw e;
       });
@@ -128,7 +102,7 @@ describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
     );
     expect(command.original!.content).toContain(DEMO_NOTICE);
     // Handed on, then cleared.
-    expect(await owedAfterSweep(redis)).toBe(0);
+    expect(await owedAfterSweep(cluster.redis)).toBe(0);
     // Several sweeps later: one answer each (beside the dead front's "you're next in line" notices), nothing in
     // the channel itself.
     await new Promise((r) => setTimeout(r, 1_500));

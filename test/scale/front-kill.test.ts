@@ -3,18 +3,19 @@
  * ×2 with the web adapter, `blip2-bot worker`) on a real redis-server. The killed front's answer is delivered by
  * the other one: its web thread gets the turn exactly once, and the conversation goes on through it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BotProcess, freePort, spawnBot, stopChild, waitReady } from '../../bench/load-run.js';
+import { type BotProcess, freePort, waitReady } from '../../bench/load-run.js';
 import { messages } from '../../src/chat/messages.js';
-import { KEY_PREFIX, QUEUE_NAME, redisOptions } from '../../src/scale/redis.js';
 import { closeKeyv, createKeyv } from '../../src/storage/keyv-store.js';
 import { pngBytes } from '../chat/images.js';
-import { HAS_REDIS, openRedis, owedAfterSweep, queuedOwed, REDIS_SKIP_REASON } from './redis-fixture.js';
+import {
+  type BotCluster,
+  HAS_REDIS,
+  openBotCluster,
+  owedAfterSweep,
+  queuedOwed,
+  REDIS_SKIP_REASON,
+} from './redis-fixture.js';
 
 const GREEDY = { numBeams: 1, maxNewTokens: 6 };
 
@@ -23,29 +24,15 @@ interface ThreadBody {
 }
 
 describe.skipIf(!HAS_REDIS)('a front killed outright', () => {
-  let server: Awaited<ReturnType<typeof openRedis>>;
-  let redis: Redis;
-  let queue: Queue;
-  const work = mkdtempSync(join(tmpdir(), 'blip2-front-kill-'));
-  const bots: BotProcess[] = [];
-  let common: Record<string, string>;
-
-  const front = async () => {
-    const bot = await spawnBot(
+  let cluster: BotCluster;
+  // A short heartbeat, so a surviving front takes over within about 1.3 s.
+  const front = async () =>
+    cluster.spawn(
       ['start', '--role', 'front'],
-      // A short heartbeat, so a surviving front takes over within about 1.3 s.
-      { ...common, WEB_PORT: String(await freePort()), FRONT_HEARTBEAT_SECONDS: '1' },
-      work,
+      { WEB_PORT: String(await freePort()), FRONT_HEARTBEAT_SECONDS: '1' },
+      { ready: false },
     );
-    bots.push(bot);
-    return bot;
-  };
-  const worker = async () => {
-    const bot = await spawnBot(['worker'], common, work);
-    bots.push(bot);
-    await waitReady(bot);
-    return bot;
-  };
+  const worker = () => cluster.spawn(['worker']);
   const thread = async (bot: BotProcess, id: string): Promise<ThreadBody> => {
     const res = await fetch(`${bot.webUrl}/api/v1/conversations/${id}`);
     expect(res.status).toBe(200);
@@ -53,18 +40,11 @@ describe.skipIf(!HAS_REDIS)('a front killed outright', () => {
   };
 
   beforeAll(async () => {
-    server = await openRedis();
-    redis = new Redis(redisOptions(server.url));
-    queue = new Queue(QUEUE_NAME, { connection: redisOptions(server.url), prefix: KEY_PREFIX });
-    common = { QUEUE_URL: server.url, SHUTDOWN_GRACE_SECONDS: '5' };
+    cluster = await openBotCluster();
   });
 
   afterAll(async () => {
-    await Promise.all(bots.map((b) => stopChild(b.child, 10_000)));
-    await queue?.close();
-    redis?.disconnect();
-    await server?.close();
-    rmSync(work, { recursive: true, force: true });
+    await cluster?.close();
   });
 
   /** Readings of a thread through `bot` until it has `count` turns (up to 30 s). */
@@ -85,7 +65,7 @@ describe.skipIf(!HAS_REDIS)('a front killed outright', () => {
     await Promise.all([waitReady(a), waitReady(b), waitReady(c)]);
 
     // The queue is paused while a front dies, so its job surely has not ended by then.
-    await queue.pause();
+    await cluster.queue.pause();
     // 1. A new picture, streamed: the thread's id comes with the first event, then front A dies.
     const stream = await fetch(`${a.webUrl}/api/v1/conversations`, {
       method: 'POST',
@@ -103,19 +83,19 @@ describe.skipIf(!HAS_REDIS)('a front killed outright', () => {
       (text) => text,
       () => 'connection lost',
     );
-    expect(await queuedOwed(redis, 1)).toBe(1);
+    expect(await queuedOwed(cluster.redis, 1)).toBe(1);
     a.child.kill('SIGKILL');
     // Front A never answered: the stream broke with it.
     expect(await streamed).not.toMatch(/event: answer/);
-    await queue.resume();
+    await cluster.queue.resume();
     const first = await turnsOf(b, id, 1);
     expect(first).toHaveLength(1);
     expect(first[0]).toMatchObject({ question: 'what is in the picture?', notes: [messages.resumed] });
     expect(first[0]!.answer.length).toBeGreaterThan(0);
-    expect(await owedAfterSweep(redis)).toBe(0);
+    expect(await owedAfterSweep(cluster.redis)).toBe(0);
 
     // 2. A follow-up on front B, which dies too; front C delivers it.
-    await queue.pause();
+    await cluster.queue.pause();
     const asked = fetch(`${b.webUrl}/api/v1/conversations/${id}/messages`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -124,15 +104,15 @@ describe.skipIf(!HAS_REDIS)('a front killed outright', () => {
       (res) => res.status,
       () => 'connection lost' as const,
     );
-    expect(await queuedOwed(redis, 1)).toBe(1);
+    expect(await queuedOwed(cluster.redis, 1)).toBe(1);
     b.child.kill('SIGKILL');
     expect(await asked).toBe('connection lost');
-    await queue.resume();
+    await cluster.queue.resume();
     const turns = await turnsOf(c, id, 2);
     expect(turns.map((t) => t.question)).toEqual(['what is in the picture?', 'and what colour is it?']);
     expect(turns[1]!.notes).toContain(messages.resumed);
     // Handed on, then cleared.
-    expect(await owedAfterSweep(redis)).toBe(0);
+    expect(await owedAfterSweep(cluster.redis)).toBe(0);
     // Several sweeps later, still once each.
     await new Promise((r) => setTimeout(r, 1_500));
     expect((await thread(c, id)).turns).toHaveLength(2);
@@ -146,7 +126,7 @@ describe.skipIf(!HAS_REDIS)('a front killed outright', () => {
     expect(next.status).toBe(200);
     expect(await thread(c, id)).toMatchObject({ imageName: 'cat.png', hasPicture: true });
     expect((await thread(c, id)).turns).toHaveLength(3);
-    const conversations = createKeyv({ kind: 'redis', redisUrl: server.url }, 'conversations');
+    const conversations = createKeyv({ kind: 'redis', redisUrl: cluster.url }, 'conversations');
     const state = (await conversations.get(`web:${id}`)) as { turns: { question: string }[] };
     await closeKeyv(conversations);
     expect(state.turns.map((t) => t.question)).toEqual([

@@ -2,10 +2,18 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
-import { hasRedisServer, startRedis } from '../../bench/load-run.js';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import {
+  type BotProcess,
+  hasRedisServer,
+  spawnBot,
+  startRedis,
+  stopChild,
+  waitReady,
+} from '../../bench/load-run.js';
 import { OWED_KEY } from '../../src/scale/jobs.js';
-import { KEY_PREFIX, QUEUE_NAME } from '../../src/scale/redis.js';
+import { KEY_PREFIX, QUEUE_NAME, redisOptions } from '../../src/scale/redis.js';
 
 export const HAS_REDIS = hasRedisServer();
 export const REDIS_SKIP_REASON =
@@ -21,6 +29,51 @@ export async function openRedis(): Promise<{ url: string; close(): Promise<void>
     close: async () => {
       await redis.stop();
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A redis-server with bot processes on it (`blip2-bot start --role front`, `blip2-bot worker`), for tests. */
+export interface BotCluster {
+  url: string;
+  /** A client of the tests' own (owed records, conversations). */
+  redis: Redis;
+  /** The answer queue, e.g. paused while a front dies so its jobs surely have not ended. */
+  queue: Queue;
+  /** Every process started, in order (their output helps when a test fails). */
+  bots: BotProcess[];
+  /**
+   * Starts `blip2-bot <args>` on this Redis (`QUEUE_URL`, a 5 s shutdown grace, then `env`) and waits until it is
+   * ready, unless `ready: false`.
+   */
+  spawn(args: string[], env?: Record<string, string>, options?: { ready?: boolean }): Promise<BotProcess>;
+  /** Stops the processes, then Redis, and removes the working directory. */
+  close(): Promise<void>;
+}
+
+export async function openBotCluster(): Promise<BotCluster> {
+  const server = await openRedis();
+  const redis = new Redis(redisOptions(server.url));
+  const queue = new Queue(QUEUE_NAME, { connection: redisOptions(server.url), prefix: KEY_PREFIX });
+  const work = mkdtempSync(join(tmpdir(), 'blip2-bots-'));
+  const bots: BotProcess[] = [];
+  return {
+    url: server.url,
+    redis,
+    queue,
+    bots,
+    async spawn(args, env = {}, options = {}) {
+      const bot = await spawnBot(args, { QUEUE_URL: server.url, SHUTDOWN_GRACE_SECONDS: '5', ...env }, work);
+      bots.push(bot);
+      if (options.ready ?? true) await waitReady(bot);
+      return bot;
+    },
+    async close() {
+      await Promise.all(bots.map((b) => stopChild(b.child, 10_000)));
+      await queue.close();
+      redis.disconnect();
+      await server.close();
+      rmSync(work, { recursive: true, force: true });
     },
   };
 }

@@ -3,20 +3,14 @@
  * emulator and a worker, as processes on a real redis-server. The next front posts the answer in the thread of
  * the person's message, once, and takes the dead front's hourglass away.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BotProcess, spawnBot, stopChild, waitReady } from '../../bench/load-run.js';
 import { messages } from '../../src/chat/messages.js';
-import { KEY_PREFIX, QUEUE_NAME, redisOptions } from '../../src/scale/redis.js';
 import { mentionEvent } from '../emulators/slack/requests.js';
 import { SlackEmulator } from '../emulators/slack/server.js';
 import {
+  type BotCluster,
   HAS_REDIS,
-  openRedis,
+  openBotCluster,
   owedAfterSweep,
   queuedOwed,
   REDIS_SKIP_REASON,
@@ -27,23 +21,11 @@ const BOT_TOKEN = 'xoxb-3333-4444-frontkilltoken';
 const APP_TOKEN = 'xapp-1-A0EMULATOR-5555-frontkilltoken';
 
 describe.skipIf(!HAS_REDIS)('Slack: a front killed outright', () => {
-  let server: Awaited<ReturnType<typeof openRedis>>;
-  let redis: Redis;
-  let queue: Queue;
+  let cluster: BotCluster;
   let emulator: SlackEmulator;
-  const work = mkdtempSync(join(tmpdir(), 'blip2-slack-kill-'));
-  const bots: BotProcess[] = [];
 
-  const spawn = async (args: string[], env: Record<string, string> = {}) => {
-    const bot = await spawnBot(
-      args,
-      { QUEUE_URL: server.url, SHUTDOWN_GRACE_SECONDS: '5', FRONT_HEARTBEAT_SECONDS: '1', ...env },
-      work,
-    );
-    bots.push(bot);
-    await waitReady(bot);
-    return bot;
-  };
+  const spawn = (args: string[], env: Record<string, string> = {}) =>
+    cluster.spawn(args, { FRONT_HEARTBEAT_SECONDS: '1', ...env });
   const front = () =>
     spawn(['start', '--role', 'front'], {
       SLACK_BOT_TOKEN: BOT_TOKEN,
@@ -52,19 +34,13 @@ describe.skipIf(!HAS_REDIS)('Slack: a front killed outright', () => {
     });
 
   beforeAll(async () => {
-    server = await openRedis();
-    redis = new Redis(redisOptions(server.url));
-    queue = new Queue(QUEUE_NAME, { connection: redisOptions(server.url), prefix: KEY_PREFIX });
+    cluster = await openBotCluster();
     emulator = await SlackEmulator.start({ botToken: BOT_TOKEN, appToken: APP_TOKEN });
   });
 
   afterAll(async () => {
-    await Promise.all(bots.map((b) => stopChild(b.child, 10_000)));
-    await queue?.close();
-    redis?.disconnect();
+    await cluster?.close();
     await emulator?.close();
-    await server?.close();
-    rmSync(work, { recursive: true, force: true });
   });
 
   it('posts the answer once in the thread, and takes the hourglass away', async () => {
@@ -72,7 +48,7 @@ describe.skipIf(!HAS_REDIS)('Slack: a front killed outright', () => {
     const a = await front();
     await emulator.waitFor(() => emulator.socketConnections === 1, "front A's socket");
     // The queue is paused while the front dies, so its job surely has not ended by then.
-    await queue.pause();
+    await cluster.queue.pause();
     const channel = 'C0FRONTKILL';
     const ts = emulator.nextTs();
     const file = emulator.addFile({
@@ -85,7 +61,7 @@ describe.skipIf(!HAS_REDIS)('Slack: a front killed outright', () => {
       'events_api',
       mentionEvent(workspace, { channel, user: 'U0SAM', ts, files: [file], text: 'what is it?' }),
     );
-    expect(await queuedOwed(redis, 1)).toBe(1);
+    expect(await queuedOwed(cluster.redis, 1)).toBe(1);
     await emulator.waitFor(
       () => emulator.reactions.some((r) => r.endsWith(`${ts}/hourglass_flowing_sand`)),
       'the hourglass',
@@ -94,7 +70,7 @@ describe.skipIf(!HAS_REDIS)('Slack: a front killed outright', () => {
     await emulator.waitFor(() => emulator.socketConnections === 0, "front A's socket to close");
 
     await front();
-    await queue.resume();
+    await cluster.queue.resume();
     const [answer] = await emulator.waitForReplies(channel, ts, 1, (text) =>
       text.startsWith(messages.resumed),
     );
@@ -102,7 +78,7 @@ describe.skipIf(!HAS_REDIS)('Slack: a front killed outright', () => {
     expect(answer!.text.split('\n').slice(1).join('\n')).toMatch(/Demo model/);
     expect(emulator.reactions.filter((r) => r.includes(ts))).toEqual([]);
     // Handed on, then cleared.
-    expect(await owedAfterSweep(redis)).toBe(0);
+    expect(await owedAfterSweep(cluster.redis)).toBe(0);
     // Several sweeps later, still once.
     await new Promise((r) => setTimeout(r, 1_500));
     expect(emulator.messagesIn(channel, ts).filter((m) => m.text.startsWith(messages.resumed))).toHaveLength(
