@@ -5,7 +5,7 @@
 
 import { ImageError } from '../engine/errors.js';
 import { UserFacingError } from '../errors.js';
-import { formatBytes } from '../util/bytes.js';
+import { concatChunks, formatBytes } from '../util/bytes.js';
 import type { IncomingImage } from './types.js';
 
 /** A download that failed for a reason other than the image itself (network, HTTP status). */
@@ -127,11 +127,5 @@ async function readCapped(
     }
     chunks.push(value);
   }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
+  return concatChunks(chunks);
 }

@@ -13,3 +13,17 @@ export function formatBytes(bytes: number): string {
   }
   return `${bytes} bytes`;
 }
+
+/** Chunks read one after another as one array (the chunk itself when there is only one: no copy). */
+export function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  let total = 0;
+  for (const chunk of chunks) total += chunk.byteLength;
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}

@@ -6,7 +6,7 @@
 import { constants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { UserFacingError } from '../errors.js';
-import { formatBytes } from './bytes.js';
+import { concatChunks, formatBytes } from './bytes.js';
 
 export type FileReadProblem = 'not_found' | 'not_a_file' | 'too_large' | 'unreadable';
 
@@ -109,14 +109,7 @@ export async function readCappedFile(path: string, options: ReadCappedOptions): 
       if (total > options.maxBytes) throw tooLarge(path, what, options.maxBytes);
       chunkBytes = 1024 * 1024;
     }
-    if (chunks.length === 1) return chunks[0]!;
-    const bytes = new Uint8Array(total);
-    let offset = 0;
-    for (const chunk of chunks) {
-      bytes.set(chunk, offset);
-      offset += chunk.byteLength;
-    }
-    return bytes;
+    return concatChunks(chunks);
   } catch (err) {
     if (err instanceof FileReadError) throw err;
     throw cannotRead(path, what, err);
