@@ -96,6 +96,8 @@ export class ThreadedEngine implements ImageQuestionEngine {
       worker.on('error', onError);
       worker.on('exit', onExit);
     }).catch(async (error) => {
+      // Safe here: the load failed, so no session.run is in progress. terminate() during a run aborts the whole
+      // process (onnxruntime-node throws a C++ Napi::Error into a stopping thread), so close() asks instead.
       await worker.terminate();
       throw error;
     });

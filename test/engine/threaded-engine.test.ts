@@ -87,7 +87,11 @@ describe('ThreadedEngine (the model in a worker thread)', () => {
       options: { numBeams: 1, minNewTokens: 200, maxNewTokens: 200 },
     });
     await new Promise((r) => setTimeout(r, 30));
-    await (doomed as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    // The thread dies the way a bug would kill it: an exception thrown outside any request (here, by a malformed
+    // message), which ends the thread between graph runs. Not worker.terminate(): when that lands during
+    // session.run, onnxruntime-node throws a C++ Napi::Error nobody catches and aborts the whole process.
+    const worker = (doomed as unknown as { worker: { postMessage(message: unknown): void } }).worker;
+    worker.postMessage({ type: 'generate', id: -1, request: null });
     const error = await running.catch((e) => e);
     expect(error).toBeInstanceOf(EngineStoppedError);
     expect(error.userMessage).toMatch(/model stopped/);
