@@ -185,7 +185,11 @@ class InteractionWebhookOutput implements ChatOutput {
   }
 
   async edit(message: PostedMessage, text: string): Promise<void> {
-    await this.client.rest.patch(Routes.webhookMessage(this.appId, this.token, message.id), {
+    // Before anything was sent here, the message is the dead front's queue notice, which was the deferred reply
+    // itself; what follows it is a follow-up, not another edit of the reply.
+    const target = this.edited ? message.id : '@original';
+    this.edited = true;
+    await this.client.rest.patch(Routes.webhookMessage(this.appId, this.token, target), {
       body: { content: text },
       auth: false,
     });

@@ -40,6 +40,7 @@ import type {
   ChatOutput,
   IncomingImage,
   Platform,
+  PostedMessage,
   RefusalReason,
   ResumeOutputFactory,
 } from './types.js';
@@ -91,6 +92,8 @@ interface PendingTurn {
 interface TurnTicket extends PendingTurn {
   v: 1;
   target: unknown;
+  /** The queue notice the asking front posted, once it has (the adopting front edits it into the answer). */
+  notice?: PostedMessage;
 }
 
 function readTicket(delivery: DeliveryTicket): TurnTicket | undefined {
@@ -246,7 +249,8 @@ export class ChatCore implements ChatHandler {
     await this.serially(key, async () => {
       try {
         const output = await factory(ticket.target);
-        const reply = new Reply(output, this.logger);
+        const notice = typeof ticket.notice?.id === 'string' ? { id: ticket.notice.id } : undefined;
+        const reply = new Reply(output, this.logger, notice);
         if (orphan.result) {
           await reply.finish(await this.finishTurn(ticket, orphan.result, output, orphan.requestId, true));
           return;
@@ -463,6 +467,14 @@ export class ChatCore implements ChatHandler {
       this.engine.onOrphan && output.resumeTarget !== undefined
         ? { v: 1, ...turn, target: output.resumeTarget }
         : undefined;
+    if (ticket && this.engine.amendDelivery) {
+      const amend = this.engine.amendDelivery.bind(this.engine);
+      reply.notice.onPosted = (notice) => {
+        amend(requestId, { ...ticket, notice } as unknown as DeliveryTicket).catch((e) =>
+          this.logger.debug('could not record the queue notice in the delivery ticket', e),
+        );
+      };
+    }
     const result = await this.engine.generate({
       ...common,
       ...(history ? { question, history } : { task: 'caption' as const }),

@@ -25,11 +25,17 @@ export class QueueNotice {
   private message: PostedMessage | undefined;
   private chain: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Told once, when the notice is first posted (scaled out, the chat core records it in the delivery ticket). */
+  onPosted: ((message: PostedMessage) => void) | undefined;
 
+  /** `posted`: a notice already shown for this request, by a front that died (the answer replaces it). */
   constructor(
     private readonly output: ChatOutput,
     private readonly logger: Logger,
-  ) {}
+    posted?: PostedMessage,
+  ) {
+    this.message = posted;
+  }
 
   update(position: number): void {
     if (this.closed || !(position >= 1)) return;
@@ -44,8 +50,10 @@ export class QueueNotice {
     const text = this.latest;
     if (this.closed || text === undefined || text === this.shown) return;
     try {
-      if (!this.message) this.message = await this.output.send(text);
-      else if (this.output.canEdit) await this.output.edit(this.message, text);
+      if (!this.message) {
+        this.message = await this.output.send(text);
+        this.onPosted?.(this.message);
+      } else if (this.output.canEdit) await this.output.edit(this.message, text);
       this.shown = text;
     } catch (err) {
       this.logger.debug('queue notice failed', err);

@@ -1,7 +1,7 @@
 import type { Logger } from '../util/logger.js';
 import { QueueNotice } from './progress.js';
 import { splitMessage } from './split.js';
-import type { ChatOutput } from './types.js';
+import type { ChatOutput, PostedMessage } from './types.js';
 
 /**
  * The one answer to one message. A queue notice posted while waiting is turned into the answer (or the error)
@@ -12,11 +12,13 @@ export class Reply {
   readonly notice: QueueNotice;
   private finished = false;
 
+  /** `notice`: a queue notice a dead front posted for this request, to be turned into the answer here. */
   constructor(
     private readonly output: ChatOutput,
     private readonly logger: Logger,
+    notice?: PostedMessage,
   ) {
-    this.notice = new QueueNotice(output, logger);
+    this.notice = new QueueNotice(output, logger, notice);
   }
 
   get sent(): boolean {

@@ -138,5 +138,11 @@ export interface ImageQuestionEngine {
    * live and die with their process have none.
    */
   onOrphan?(handler: OrphanHandler): void;
+  /**
+   * Scaled out: replaces a request's delivery ticket while it is still owed (the chat core adds the queue notice
+   * it posted, so a front that adopts the answer edits that notice rather than leaving it behind). Does nothing
+   * once the request has ended.
+   */
+  amendDelivery?(requestId: string, delivery: DeliveryTicket): Promise<void>;
   close(): Promise<void>;
 }

@@ -13,6 +13,7 @@ import { Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type Keyv from 'keyv';
 import type {
+  DeliveryTicket,
   EncodeImageResult,
   GenerateRequest,
   GenerateResult,
@@ -43,6 +44,12 @@ import { KEY_PREFIX, QUEUE_NAME, redisOptions } from './redis.js';
 
 /** How often a waiting job's place in line (and, as a safety net for missed events, its state) is read. */
 const POLL_MS = 500;
+/** Replaces an owed record only while it exists: an amendment must not bring back a request that has ended. */
+const REPLACE_IF_OWED = `if redis.call('hexists', KEYS[1], ARGV[1]) == 1 then
+  redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0`;
 // The wait list, or the paused one while the queue is paused (BullMQ reports both as 'waiting').
 const POSITION = `for _, key in ipairs(KEYS) do
   local i = redis.call('LPOS', key, ARGV[1])
@@ -92,6 +99,8 @@ export function errorFromReason(reason: string | undefined): Error {
 
 export class QueueEngine implements ImageQuestionEngine {
   readonly #waiting = new Map<string, Waiting>();
+  /** This front's owed records by job id, as written to Redis (amended with the queue notice once posted). */
+  readonly #owed = new Map<string, OwedRecord>();
   #queueLength = 0;
   #counter: NodeJS.Timeout | undefined;
   readonly #heartbeat: NodeJS.Timeout;
@@ -347,6 +356,7 @@ export class QueueEngine implements ImageQuestionEngine {
     if (delivery) {
       // Owed before the job exists: should this front die at any point from here, another one tells the person.
       const owed: OwedRecord = { front: this.frontId, requestId: data.requestId, delivery, at: Date.now() };
+      this.#owed.set(jobId, owed);
       await this.options.redis.hset(OWED_KEY, jobId, JSON.stringify(owed));
     }
     // The same id is one job (BullMQ ignores a second add), so a redelivered message is answered once.
@@ -389,11 +399,20 @@ export class QueueEngine implements ImageQuestionEngine {
       this.#waiting.delete(jobId);
       // Handed on (or given up on, which the person is told): nobody else owes it now.
       if (delivery) {
+        this.#owed.delete(jobId);
         await this.options.redis
           .hdel(OWED_KEY, jobId)
           .catch((e) => this.options.logger.warn(`job ${jobId}: could not clear its owed record: ${e}`));
       }
     }
+  }
+
+  async amendDelivery(requestId: string, delivery: DeliveryTicket): Promise<void> {
+    const jobId = jobIdFor(requestId);
+    const owed = this.#owed.get(jobId);
+    if (!owed) return;
+    owed.delivery = delivery;
+    await this.options.redis.eval(REPLACE_IF_OWED, 1, OWED_KEY, jobId, JSON.stringify(owed));
   }
 
   /** Place in line while waiting; the outcome, should its event have been missed. */

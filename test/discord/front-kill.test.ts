@@ -13,6 +13,7 @@ import {
   HAS_REDIS,
   openBotCluster,
   owedAfterSweep,
+  owedWithNotice,
   queuedOwed,
   REDIS_SKIP_REASON,
 } from '../scale/redis-fixture.js';
@@ -65,6 +66,8 @@ describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
       question: 'is there a dog?',
     });
     expect(await queuedOwed(cluster.redis, 3)).toBe(3);
+    // Each waits in line and hears so; the front records where it said it.
+    expect(await owedWithNotice(cluster.redis, 3)).toBe(3);
     a.child.kill('SIGKILL');
     await new Promise((r) => a.child.once('exit', r));
 
@@ -103,13 +106,19 @@ describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
     expect(command.original!.content).toContain(DEMO_NOTICE);
     // Handed on, then cleared.
     expect(await owedAfterSweep(cluster.redis)).toBe(0);
-    // Several sweeps later: one answer each (beside the dead front's "you're next in line" notices), nothing in
-    // the channel itself.
+    // Several sweeps later: one answer each, and it is the dead front's "you're #N in line" notice edited into
+    // the answer (no stale notice left above it); nothing in the channel itself.
     await new Promise((r) => setTimeout(r, 1_500));
-    expect(resumedIn(thread.id)).toHaveLength(1);
-    expect(resumedIn(emulator.channels.noThreads.id)).toHaveLength(1);
+    const inLine = /in line\. ⏳$/;
+    for (const channelId of [thread.id, emulator.channels.noThreads.id]) {
+      const posted = emulator.botMessages(channelId);
+      expect(posted).toHaveLength(1);
+      expect(posted[0]!.content.startsWith(messages.resumed)).toBe(true);
+      expect(posted[0]!.history[0]).toMatch(inLine);
+    }
     expect(emulator.botMessages(general).map((m) => m.id)).toEqual([command.original!.id]);
     expect(command.original!.history.filter((h) => h.startsWith(messages.resumed))).toHaveLength(1);
+    expect(command.original!.history.some((h) => inLine.test(h))).toBe(true);
   }, 120_000);
 });
 

@@ -160,6 +160,33 @@ describe.skipIf(!HAS_REDIS)("adopting dead fronts' answers", () => {
     expect(await redis.hexists(OWED_KEY, 'own-1')).toBe(0);
     expect(await redis.exists(`${KEY_PREFIX}:replied:own-1`)).toBe(1);
   }, 30_000);
+
+  it('amends an owed ticket (the queue notice) while the request runs, and never brings an ended one back', async () => {
+    const [front] = fronts;
+    await queue.pause();
+    const pending = front!.generate({
+      task: 'caption',
+      options: { numBeams: 1, maxNewTokens: 3 },
+      requestId: 'amend-1',
+      delivery: { ticket: 'amend-1' },
+    });
+    let before: OwedRecord | undefined;
+    for (let i = 0; i < 250 && !before; i++) {
+      const raw = await redis.hget(OWED_KEY, 'amend-1');
+      if (raw) before = JSON.parse(raw);
+      else await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(before?.delivery).toEqual({ ticket: 'amend-1' });
+    await front!.amendDelivery('amend-1', { ticket: 'amend-1', notice: { id: 'm-1' } });
+    const after = JSON.parse((await redis.hget(OWED_KEY, 'amend-1'))!) as OwedRecord;
+    expect(after).toEqual({ ...before, delivery: { ticket: 'amend-1', notice: { id: 'm-1' } } });
+    await queue.resume();
+    await pending;
+    expect(await redis.hexists(OWED_KEY, 'amend-1')).toBe(0);
+    // Late (the notice posted as the answer came): nothing owed is written again.
+    await front!.amendDelivery('amend-1', { ticket: 'amend-1', notice: { id: 'm-2' } });
+    expect(await redis.hexists(OWED_KEY, 'amend-1')).toBe(0);
+  }, 30_000);
 });
 
 describe.skipIf(HAS_REDIS)("adopting dead fronts' answers (skipped)", () => {

@@ -94,6 +94,21 @@ export async function queuedOwed(redis: Redis, count: number): Promise<number> {
   return queued;
 }
 
+/**
+ * Waits (up to 10 s) until `count` owed records carry the queue notice their front posted; returns how many do.
+ * A front kill after this shows whether the adopting front edits those notices into the answers.
+ */
+export async function owedWithNotice(redis: Redis, count: number): Promise<number> {
+  let noticed = 0;
+  for (let i = 0; i < 500; i++) {
+    const records = Object.values(await redis.hgetall(OWED_KEY));
+    noticed = records.filter((raw) => typeof JSON.parse(raw).delivery?.notice?.id === 'string').length;
+    if (noticed >= count) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return noticed;
+}
+
 /** How many answers are still owed once the sweep has had up to 5 s to clear the delivered ones (0 when done). */
 export async function owedAfterSweep(redis: Redis): Promise<number> {
   for (let i = 0; i < 250 && (await redis.hlen(OWED_KEY)) > 0; i++) {

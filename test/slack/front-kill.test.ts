@@ -12,6 +12,7 @@ import {
   HAS_REDIS,
   openBotCluster,
   owedAfterSweep,
+  owedWithNotice,
   queuedOwed,
   REDIS_SKIP_REASON,
 } from '../scale/redis-fixture.js';
@@ -62,6 +63,8 @@ describe.skipIf(!HAS_REDIS)('Slack: a front killed outright', () => {
       mentionEvent(workspace, { channel, user: 'U0SAM', ts, files: [file], text: 'what is it?' }),
     );
     expect(await queuedOwed(cluster.redis, 1)).toBe(1);
+    // It waits in line and hears so; the front records where it said it.
+    expect(await owedWithNotice(cluster.redis, 1)).toBe(1);
     await emulator.waitFor(
       () => emulator.reactions.some((r) => r.endsWith(`${ts}/hourglass_flowing_sand`)),
       'the hourglass',
@@ -79,11 +82,13 @@ describe.skipIf(!HAS_REDIS)('Slack: a front killed outright', () => {
     expect(emulator.reactions.filter((r) => r.includes(ts))).toEqual([]);
     // Handed on, then cleared.
     expect(await owedAfterSweep(cluster.redis)).toBe(0);
-    // Several sweeps later, still once.
+    // Several sweeps later, still once, and it is the dead front's "you're next in line" notice edited into the
+    // answer: no stale notice left above it.
     await new Promise((r) => setTimeout(r, 1_500));
-    expect(emulator.messagesIn(channel, ts).filter((m) => m.text.startsWith(messages.resumed))).toHaveLength(
-      1,
-    );
+    const posted = emulator.messagesIn(channel, ts);
+    expect(posted).toHaveLength(1);
+    expect(posted[0]!.text.startsWith(messages.resumed)).toBe(true);
+    expect(posted[0]!.edits).toEqual([messages.queued(1)]);
   }, 120_000);
 });
 
