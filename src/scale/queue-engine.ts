@@ -356,8 +356,8 @@ export class QueueEngine implements ImageQuestionEngine {
     if (delivery) {
       // Owed before the job exists: should this front die at any point from here, another one tells the person.
       const owed: OwedRecord = { front: this.frontId, requestId: data.requestId, delivery, at: Date.now() };
-      this.#owed.set(jobId, owed);
       await this.options.redis.hset(OWED_KEY, jobId, JSON.stringify(owed));
+      this.#owed.set(jobId, owed);
     }
     // The same id is one job (BullMQ ignores a second add), so a redelivered message is answered once.
     await this.queue.add('answer', data, {
