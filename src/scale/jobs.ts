@@ -64,7 +64,11 @@ export interface ModelInfo {
   cacheTag: string;
 }
 
-/** A BullMQ job id from a request id (BullMQ reserves `:`). */
+/**
+ * A BullMQ job id from a request id. BullMQ reserves `:`, refuses ids that read as integers (its own ids) and
+ * makes up an id for an empty one, which the front would then never hear of: those get a prefix.
+ */
 export function jobIdFor(requestId: string): string {
-  return requestId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 200);
+  const id = requestId.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 200);
+  return id === '' || `${Number.parseInt(id, 10)}` === id ? `req-${id}` : id;
 }

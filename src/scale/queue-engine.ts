@@ -360,13 +360,23 @@ export class QueueEngine implements ImageQuestionEngine {
       this.#owed.set(jobId, owed);
     }
     // The same id is one job (BullMQ ignores a second add), so a redelivered message is answered once.
-    await this.queue.add('answer', data, {
-      jobId,
-      attempts: JOB_ATTEMPTS,
-      backoff: { type: 'fixed', delay: 500 },
-      removeOnComplete: { age: DONE_TTL_MS / 1000 },
-      removeOnFail: { age: DONE_TTL_MS / 1000 },
-    });
+    try {
+      await this.queue.add('answer', data, {
+        jobId,
+        attempts: JOB_ATTEMPTS,
+        backoff: { type: 'fixed', delay: 500 },
+        removeOnComplete: { age: DONE_TTL_MS / 1000 },
+        removeOnFail: { age: DONE_TTL_MS / 1000 },
+      });
+    } catch (error) {
+      // The person is told it failed; nothing is owed, or a later sweep would tell them again that it was lost.
+      this.#waiting.delete(jobId);
+      if (delivery) {
+        this.#owed.delete(jobId);
+        await this.options.redis.hdel(OWED_KEY, jobId).catch(() => {});
+      }
+      throw error;
+    }
 
     let lastPosition = 0;
     let stopped = false;

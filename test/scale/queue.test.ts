@@ -102,6 +102,18 @@ describe.skipIf(!HAS_REDIS)('the BullMQ queue between a front and a worker', () 
     await expect(again).rejects.toBeInstanceOf(AnsweredElsewhereError);
   });
 
+  it('answers request ids BullMQ would refuse or replace (digits only, empty)', async () => {
+    for (const requestId of ['1234', '']) {
+      const answer = await front.generate({
+        image: await pngBytes(203),
+        options: GREEDY,
+        requestId,
+        signal: AbortSignal.timeout(20_000),
+      });
+      expect(answer.text.length).toBeGreaterThan(0);
+    }
+  });
+
   it("brings the engine's errors back as their own classes, with the messages for people", async () => {
     const corrupt = await front
       .generate({ image: await corruptJpegBytes(), requestId: 'bad-1' })
