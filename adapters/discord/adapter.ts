@@ -189,7 +189,11 @@ export async function startDiscordAdapter(options: DiscordAdapterOptions): Promi
       replyId = (await interaction.fetchReply()).id;
       conversation = replyId;
     }
-    const output = new InteractionOutput(interaction);
+    const name = threadName(question, attachment?.name);
+    const output = new InteractionOutput(
+      interaction,
+      replyId ? { channelId: interaction.channelId, messageId: replyId, name } : undefined,
+    );
     const chat: ChatMessage = {
       platform: 'discord',
       conversation,
@@ -212,7 +216,7 @@ export async function startDiscordAdapter(options: DiscordAdapterOptions): Promi
       return;
     }
     if (replyId && (await options.core.hasPicture?.('discord', conversation))) {
-      await openThreadOnReply(interaction, threadName(question, attachment?.name)).catch((err) =>
+      await openThreadOnReply(interaction, name).catch((err) =>
         logger.warn('could not open a thread on the /describe answer', err),
       );
     }

@@ -9,7 +9,7 @@ import {
   Routes,
   type ThreadChannel,
 } from 'discord.js';
-import type { ChatOutput, PostedMessage } from '../../src/chat/types.js';
+import type { ChatEvent, ChatOutput, PostedMessage } from '../../src/chat/types.js';
 import type { Logger } from '../../src/util/logger.js';
 import { DESCRIBE_COMMAND } from './commands.js';
 
@@ -26,8 +26,18 @@ type Mode = 'thread' | 'reply' | 'channel';
 /** JSON a Discord output leaves in a delivery ticket (scaled out), to be answered from another front. */
 export type DiscordResumeTarget =
   | { kind: 'message'; channelId: string; messageId: string; mode: Mode; name: string }
-  /** The interaction's token edits its reply for 15 minutes, longest request included. */
-  | { kind: 'interaction'; token: string };
+  /**
+   * The interaction's token edits its reply for 15 minutes, longest request included. `thread`: where the answer
+   * opens a thread for follow-ups (the reply, in a channel that allows threads), as `/describe` does when answered.
+   */
+  | { kind: 'interaction'; token: string; thread?: ThreadOnReply };
+
+/** The `/describe` reply a thread is opened on once it holds an answer; its id is the conversation's. */
+export interface ThreadOnReply {
+  channelId: string;
+  messageId: string;
+  name: string;
+}
 
 /** What the output needs from a text channel, thread or DM. */
 interface SendableChannels {
@@ -124,10 +134,17 @@ export class InteractionOutput implements ChatOutput {
   private originalId: string | undefined;
   used = false;
 
-  constructor(private readonly interaction: ChatInputCommandInteraction) {}
+  constructor(
+    private readonly interaction: ChatInputCommandInteraction,
+    private readonly thread?: ThreadOnReply,
+  ) {}
 
   get resumeTarget(): DiscordResumeTarget {
-    return { kind: 'interaction', token: this.interaction.token };
+    return {
+      kind: 'interaction',
+      token: this.interaction.token,
+      ...(this.thread ? { thread: this.thread } : {}),
+    };
   }
 
   async send(text: string): Promise<PostedMessage> {
@@ -160,12 +177,31 @@ class InteractionWebhookOutput implements ChatOutput {
   readonly canEdit = true;
   readonly usageHint = DISCORD_USAGE_HINT;
   private edited = false;
+  private threadOpened = false;
 
   constructor(
     private readonly client: Client,
     private readonly appId: string,
     private readonly token: string,
+    private readonly thread: ThreadOnReply | undefined,
+    private readonly logger: Logger,
   ) {}
+
+  /**
+   * An answer (not a refusal) means the conversation has its picture: the thread for follow-ups is opened on the
+   * reply, as the front that took the command would have done after answering.
+   */
+  report(event: ChatEvent): void {
+    if (event.type !== 'answered' || !this.thread || this.threadOpened) return;
+    this.threadOpened = true;
+    const { channelId, messageId, name } = this.thread;
+    void (async () => {
+      const channel = await this.client.channels.fetch(channelId);
+      if (!channel?.isTextBased()) throw new Error(`Discord channel ${channelId} is gone`);
+      const reply = await channel.messages.fetch(messageId);
+      await reply.startThread({ name, autoArchiveDuration: 1440 });
+    })().catch((err) => this.logger.warn('could not open a thread on the adopted /describe answer', err));
+  }
 
   async send(text: string): Promise<PostedMessage> {
     const body = { content: text };
@@ -208,7 +244,14 @@ export async function resumeDiscordOutput(
   if (t?.kind === 'interaction' && typeof t.token === 'string') {
     const appId = client.application?.id ?? client.user?.id;
     if (!appId) throw new Error('the Discord client has no application id yet');
-    return new InteractionWebhookOutput(client, appId, t.token);
+    const thread = t.thread;
+    const threadOn =
+      typeof thread?.channelId === 'string' &&
+      typeof thread.messageId === 'string' &&
+      typeof thread.name === 'string'
+        ? thread
+        : undefined;
+    return new InteractionWebhookOutput(client, appId, t.token, threadOn, logger);
   }
   if (
     t?.kind !== 'message' ||

@@ -104,6 +104,12 @@ describe.skipIf(!HAS_REDIS)('Discord: a front killed outright', () => {
       30_000,
     );
     expect(command.original!.content).toContain(DEMO_NOTICE);
+    // ...and gets its thread for follow-ups, as a live front opens one after answering.
+    await emulator.waitFor(
+      'the thread on the /describe reply',
+      () => emulator.thread(command.original!.id),
+      30_000,
+    );
     // Handed on, then cleared.
     expect(await owedAfterSweep(cluster.redis)).toBe(0);
     // Several sweeps later: one answer each, and it is the dead front's "you're #N in line" notice edited into
