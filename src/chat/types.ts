@@ -75,7 +75,8 @@ export interface ChatOutput {
    */
   readonly resumeTarget?: unknown;
   /**
-   * Optional: the facts behind the texts, for adapters that answer with data (the web API) rather than messages.
+   * Optional: the facts behind the texts, for adapters that answer with data (the web API) rather than messages,
+   * or act on the outcome (an adopted Discord `/describe` opens its thread once answered).
    * Called synchronously; it must not throw.
    */
   report?(event: ChatEvent): void;
