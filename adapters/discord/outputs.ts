@@ -195,12 +195,9 @@ class InteractionWebhookOutput implements ChatOutput {
     if (event.type !== 'answered' || !this.thread || this.threadOpened) return;
     this.threadOpened = true;
     const { channelId, messageId, name } = this.thread;
-    void (async () => {
-      const channel = await this.client.channels.fetch(channelId);
-      if (!channel?.isTextBased()) throw new Error(`Discord channel ${channelId} is gone`);
-      const reply = await channel.messages.fetch(messageId);
-      await reply.startThread({ name, autoArchiveDuration: 1440 });
-    })().catch((err) => this.logger.warn('could not open a thread on the adopted /describe answer', err));
+    void fetchMessage(this.client, channelId, messageId)
+      .then((reply) => reply.startThread({ name, autoArchiveDuration: 1440 }))
+      .catch((err) => this.logger.warn('could not open a thread on the adopted /describe answer', err));
   }
 
   async send(text: string): Promise<PostedMessage> {
@@ -234,6 +231,13 @@ class InteractionWebhookOutput implements ChatOutput {
   async showTyping(): Promise<void> {}
 }
 
+/** A message a ticket names, fetched by id from any process. */
+async function fetchMessage(client: Client, channelId: string, messageId: string): Promise<Message> {
+  const channel = await client.channels.fetch(channelId);
+  if (!channel?.isTextBased()) throw new Error(`Discord channel ${channelId} is gone`);
+  return channel.messages.fetch(messageId);
+}
+
 /** The output of a ticket's target: the same thread, reply or interaction the dead front would have used. */
 export async function resumeDiscordOutput(
   client: Client,
@@ -261,9 +265,7 @@ export async function resumeDiscordOutput(
   ) {
     throw new Error('a Discord delivery ticket without a channel and message');
   }
-  const channel = await client.channels.fetch(t.channelId);
-  if (!channel?.isTextBased()) throw new Error(`Discord channel ${t.channelId} is gone`);
-  const source = await channel.messages.fetch(t.messageId);
+  const source = await fetchMessage(client, t.channelId, t.messageId);
   const output = new MessageOutput(source, t.mode, String(t.name ?? 'Picture'), logger);
   if (t.mode === 'thread') {
     // The dead front may have opened the thread already (it has the message's id): answer there.

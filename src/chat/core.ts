@@ -467,12 +467,11 @@ export class ChatCore implements ChatHandler {
       this.engine.onOrphan && output.resumeTarget !== undefined
         ? { v: 1, ...turn, target: output.resumeTarget }
         : undefined;
-    if (ticket && this.engine.amendDelivery) {
-      const amend = this.engine.amendDelivery.bind(this.engine);
+    if (ticket) {
       reply.notice.onPosted = (notice) => {
-        amend(requestId, { ...ticket, notice } as unknown as DeliveryTicket).catch((e) =>
-          this.logger.debug('could not record the queue notice in the delivery ticket', e),
-        );
+        this.engine
+          .amendDelivery?.(requestId, { ...ticket, notice } as unknown as DeliveryTicket)
+          .catch((e) => this.logger.debug('could not record the queue notice in the delivery ticket', e));
       };
     }
     const result = await this.engine.generate({
